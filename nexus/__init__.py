@@ -1,0 +1,3 @@
+"""nexus: a filesystem-native orchestrator for AI coding agents."""
+
+__version__ = "0.1.0"
