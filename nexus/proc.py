@@ -7,6 +7,7 @@ back as a value: nothing here raises for a non-zero exit, a timeout or a cancel.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,9 +21,21 @@ from nexus.errors import NexusError
 
 # What a child needs to behave like a normal program, and nothing that may hold a secret.
 BASE_ENV_KEYS = (
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR", "TZ",
-    "SHELL", "SYSTEMROOT", "PYTHONPATH", "VIRTUAL_ENV",
-)  # fmt: skip
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TERM",
+    "TMPDIR",
+    "TZ",
+    "SHELL",
+    "SYSTEMROOT",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+)
 
 
 def child_env(
@@ -69,14 +82,10 @@ def _kill_group(proc: subprocess.Popen[str], grace: float = 2.0) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run(
@@ -122,17 +131,18 @@ def run(
         for line in proc.stdout:
             out_parts.append(line)
             if on_line is not None:
-                try:
+                # A progress sink must never kill the run.
+                with contextlib.suppress(Exception):
                     on_line(line.rstrip("\n"))
-                except Exception:  # a progress sink must never kill the run
-                    pass
 
     def pump_err() -> None:
         assert proc.stderr is not None
         err_parts.append(proc.stderr.read())
 
-    readers = [threading.Thread(target=pump_out, daemon=True),
-               threading.Thread(target=pump_err, daemon=True)]  # fmt: skip
+    readers = [
+        threading.Thread(target=pump_out, daemon=True),
+        threading.Thread(target=pump_err, daemon=True),
+    ]
     for r in readers:
         r.start()
     if input is not None:
@@ -160,10 +170,8 @@ def run(
             _kill_group(proc)
             break
     # The leader is gone; make sure nothing it started lingers holding our pipes open.
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     for r in readers:
         r.join(timeout=5)
     return ProcResult(

@@ -1,0 +1,109 @@
+"""A batch of task-file changes that becomes one commit.
+
+Shell-light: a `Batch` collects new file texts in memory (reading the current text from disk
+when first touched), keeps the in-memory task map in step, checks every status change against
+the lifecycle table, and runs promotion over the result.  `Service` writes and commits it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nexus import promote, taskfile
+from nexus.errors import TransitionError
+from nexus.store import Workspace
+from nexus.task import Status, Task, Transition, can_transition
+
+
+def iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Fields a status change sets, beyond `status` and `updated`.
+def _stamps(task: Task, dst: Status, now: str) -> dict[str, Any]:
+    if dst is Status.IN_PROGRESS:
+        return {"started": now, "attempts": task.attempts + 1, "error": None}
+    if dst in (Status.COMPLETE, Status.FAILED):
+        return {"finished": now}
+    if dst in (Status.READY, Status.PENDING) and task.status.active:
+        return {"assignee": None}
+    return {}
+
+
+class Batch:
+    def __init__(self, ws: Workspace, tasks: Mapping[str, Task], now: dt.datetime) -> None:
+        self.ws = ws
+        self.tasks = dict(tasks)
+        self.now = now
+        self.texts: dict[str, str] = {}  # workspace-relative path → new text
+        self.transitions: list[Transition] = []
+
+    @property
+    def stamp(self) -> str:
+        return iso(self.now)
+
+    def text_of(self, task: Task) -> str:
+        if task.path not in self.texts:
+            self.texts[task.path] = self.ws.read_text(self.ws.root / task.path)
+        return self.texts[task.path]
+
+    def update(self, task_id: str, changes: Mapping[str, Any], append: str | None = None) -> Task:
+        """Set fields of a task file (None removes a field) and keep the task map in step."""
+        task = self.tasks[task_id]
+        text = taskfile.update(self.text_of(task), {**changes, "updated": self.stamp}, append)
+        new = taskfile.parse(text, task.path, Path(task.path).stem).task
+        self.texts[task.path] = text
+        self.tasks[task_id] = new
+        return new
+
+    def create(self, path: str, text: str) -> Task:
+        new = taskfile.parse(text, path, Path(path).stem).task
+        self.texts[path] = text
+        self.tasks[new.id] = new
+        return new
+
+    def move(
+        self,
+        task_id: str,
+        dst: Status,
+        reason: str,
+        changes: Mapping[str, Any] | None = None,
+        append: str | None = None,
+    ) -> Task:
+        """Change a task's status, refusing moves the lifecycle table does not allow."""
+        task = self.tasks[task_id]
+        if task.status is dst:
+            return self.update(task_id, dict(changes or {}), append) if changes or append else task
+        if not can_transition(task.status, dst):
+            raise TransitionError(
+                f"task {task_id} cannot go from {task.status} to {dst}",
+                fix=_transition_fix(task, dst),
+            )
+        fields = {"status": str(dst), **_stamps(task, dst, self.stamp), **(changes or {})}
+        self.transitions.append(Transition(task_id, task.status, dst, reason))
+        return self.update(task_id, fields, append)
+
+    def promote(self, policy: promote.RetryPolicy) -> None:
+        for t in promote.promote(self.tasks, self.now, policy):
+            changes: dict[str, Any] = {}
+            if t.src is Status.FAILED:
+                changes["error"] = self.tasks[t.task_id].error  # keep the last reason visible
+            self.move(t.task_id, t.dst, t.reason, changes)
+
+
+def _transition_fix(task: Task, dst: Status) -> str:
+    if task.status is Status.PENDING and dst is Status.COMPLETE:
+        return (
+            f"it still waits for its deps (see `nexus why {task.id}`); to override, set "
+            f"'status: complete' in {task.path} with an editor"
+        )
+    if task.status is Status.COMPLETE:
+        return f"reopen it first with `nexus retry {task.id}`"
+    if task.status is Status.CANCELLED:
+        return f"reopen it with `nexus retry {task.id}`"
+    if task.status is Status.FAILED and dst is Status.COMPLETE:
+        return f"reopen it with `nexus retry {task.id}`, or set the status in {task.path}"
+    return "see the lifecycle in `nexus --help` or docs/lifecycle.md"

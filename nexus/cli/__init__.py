@@ -1,0 +1,1 @@
+"""The command-line surface.  Commands parse options, call `nexus.service`, render."""

@@ -1,0 +1,599 @@
+"""The operations every surface calls (CLI, MCP, web, daemon).
+
+Each mutating operation runs under the workspace lock and follows one path:
+
+1. `sync`: repair a change an earlier nexus process wrote but did not commit (the intent file),
+   commit any edit a person made to nexus's files (actor `user`), promote;
+2. build the operation's changes in a `Batch`, then promote over the result;
+3. `_commit`: record the intent, write the files atomically, commit exactly those paths with
+   the transitions as trailers, drop the intent.
+
+A crash anywhere in 3 leaves the intent file behind, and the next nexus run finishes the commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nexus import dag, journal, promote, taskfile
+from nexus.changes import Batch, iso
+from nexus.errors import GitError, NexusError, TaskFileError, ValidationError, WorkspaceError
+from nexus.gitrepo import Repo
+from nexus.store import OWNED, Workspace
+from nexus.task import Kind, Priority, Size, Status, Task, Transition, can_transition, id_problem
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Snapshot:
+    tasks: dict[str, Task]
+    broken: list[TaskFileError]
+    warnings: list[str]
+    problems: list[dag.Problem]
+
+
+@dataclass
+class SyncReport:
+    repaired: list[str] = field(default_factory=list)  # paths committed from an intent
+    person_edits: list[str] = field(default_factory=list)  # paths committed as the person's
+    transitions: list[Transition] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)
+
+
+class Service:
+    def __init__(
+        self,
+        ws: Workspace,
+        actor: str = "cli",
+        now: Callable[[], dt.datetime] = utcnow,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ws = ws
+        self.actor = actor
+        self.now = now
+        self.warn = warn or (lambda _m: None)
+        repo = Repo.discover(ws.root, warn=self.warn)
+        if repo is None:
+            raise WorkspaceError(
+                f"{ws.root} is not inside a git repository",
+                fix=f"run `git init` in {ws.root} (or recreate it with `nexus init`)",
+            )
+        self.repo = repo
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        scan = self.ws.scan()
+        return Snapshot(scan.tasks, scan.broken, scan.warnings, dag.problems(scan.tasks))
+
+    def resolve(self, tasks: Mapping[str, Task], ref: str) -> Task:
+        """A task by id or by a unique id prefix."""
+        if problem := id_problem(ref):
+            raise ValidationError(f"task id {problem}")
+        if ref in tasks:
+            return tasks[ref]
+        matches = [t for tid, t in tasks.items() if tid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            names = ", ".join(sorted(t.id for t in matches)[:5])
+            raise ValidationError(
+                f"{ref!r} matches several tasks ({names})", fix="type more of the id"
+            )
+        raise ValidationError(f"no task {ref!r}", fix="see the ids with `nexus list`")
+
+    def policy(self) -> promote.RetryPolicy:
+        lim = self.ws.config.limits
+        return promote.RetryPolicy(max_retries=lim.max_retries, backoff=lim.retry_backoff)
+
+    @property
+    def _pathspecs(self) -> list[str]:
+        return [self.repo.rel(self.ws.root / p) for p in OWNED]
+
+    # -- the write path ----------------------------------------------------------------------
+
+    def sync(self) -> SyncReport:
+        """Repair, commit people's edits, promote: what every command does first."""
+        with self.ws.lock():
+            return self._sync_locked()
+
+    def _sync_locked(self) -> SyncReport:
+        report = SyncReport()
+        self._repair(report)
+        self._commit_person_edits(report)
+        snap = self.snapshot()
+        batch = Batch(self.ws, snap.tasks, self.now())
+        batch.promote(self.policy())
+        if batch.transitions:
+            commit = self._commit(batch, journal.summarize(batch.transitions, _titles(batch)))
+            report.transitions.extend(batch.transitions)
+            report.commits += [commit] if commit else []
+        return report
+
+    def mutate(
+        self,
+        build: Callable[[Batch, Snapshot], str],
+        facts: Mapping[str, str] | None = None,
+        actor: str | None = None,
+    ) -> Batch:
+        """Run `build` (which fills a batch and returns the commit summary) and commit the
+        result together with the promotions it causes."""
+        with self.ws.lock():
+            self._sync_locked()
+            snap = self.snapshot()
+            batch = Batch(self.ws, snap.tasks, self.now())
+            summary = build(batch, snap)
+            _check_graph(batch)
+            batch.promote(self.policy())
+            self._commit(batch, summary, facts, actor)
+            return batch
+
+    def _commit(
+        self,
+        batch: Batch,
+        summary: str,
+        facts: Mapping[str, str] | None = None,
+        actor: str | None = None,
+        author: tuple[str, str] | None = None,
+        extra_paths: Sequence[str] = (),
+    ) -> str | None:
+        if not batch.texts and not extra_paths:
+            return None
+        change = journal.Change(summary, actor or self.actor, batch.transitions, (), facts or {})
+        message = journal.message(change)
+        paths = [self.repo.rel(self.ws.root / p) for p in batch.texts] + list(extra_paths)
+        intent = self.ws.runtime / "intent.json"
+        _write_json(intent, {"paths": paths, "message": message})
+        for rel, text in batch.texts.items():
+            self.ws.write_atomic(self.ws.root / rel, text)
+        commit = self.repo.commit_paths(
+            paths, message, private_index=self.ws.runtime / "git-index", author=author
+        )
+        intent.unlink(missing_ok=True)
+        return commit
+
+    def _repair(self, report: SyncReport) -> None:
+        intent = self.ws.runtime / "intent.json"
+        try:
+            data = json.loads(intent.read_text())
+            paths, message = list(data["paths"]), str(data["message"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError):
+            self.warn(f"ignored an unreadable {intent} (a crash while writing it)")
+            intent.unlink(missing_ok=True)
+            return
+        subject, _, rest = message.partition("\n")
+        message = f"{subject} (recovered)\n{rest}"
+        commit = self.repo.commit_paths(paths, message, private_index=self.ws.runtime / "git-index")
+        intent.unlink(missing_ok=True)
+        if commit:
+            report.repaired.extend(paths)
+            report.commits.append(commit)
+            self.warn(f"committed {len(paths)} file(s) an interrupted nexus run had written")
+
+    def _commit_person_edits(self, report: SyncReport) -> None:
+        entries = self.repo.status(self._pathspecs)
+        if not entries:
+            return
+        top = self.repo.top
+        ws_prefix = self.repo.rel(self.ws.root)
+        tasks_prefix = self.repo.rel(self.ws.tasks_dir) + "/"
+        changed: list[str] = []
+        notes: list[str] = []
+        transitions: list[Transition] = []
+        task_paths = [
+            e.path for e in entries if e.path.startswith(tasks_prefix) and e.path.endswith(".md")
+        ]
+        before = self.repo.show_many("HEAD", task_paths) if task_paths else {}
+        for entry in entries:
+            path = entry.path
+            if path.startswith(tasks_prefix) and path.endswith(".md"):
+                note = self._person_task_change(top / path, path, before.get(path), transitions)
+                if note is None:
+                    continue  # broken: left for the person to fix, reported by status
+                notes.append(note)
+            elif Path(path).name.startswith(".") and path.endswith(".tmp"):
+                continue  # a temp file of an atomic write in progress
+            changed.append(path)
+        if not changed:
+            return
+        change = journal.Change(
+            f"{len(changed)} file(s) edited by a person", "user", transitions, notes
+        )
+        commit = self.repo.commit_paths(
+            changed,
+            journal.message(change),
+            private_index=self.ws.runtime / "git-index",
+            author=self.repo.person(),
+        )
+        if commit:
+            report.person_edits.extend(
+                p[len(ws_prefix) + 1 :] if ws_prefix != "." else p for p in changed
+            )
+            report.commits.append(commit)
+            report.transitions.extend(transitions)
+
+    def _person_task_change(
+        self, abspath: Path, path: str, old: bytes | None, transitions: list[Transition]
+    ) -> str | None:
+        """A note for the commit, with any status change a person made; None when the file is
+        broken (it is then left uncommitted)."""
+        stem = Path(path).stem
+        if not abspath.exists():
+            return f"deleted {path}"
+        try:
+            new = taskfile.parse(self.ws.read_text(abspath), path, stem).task
+        except TaskFileError:
+            return None
+        if old is None:
+            return f"created {new.id} ({new.title})"
+        try:
+            prev = taskfile.parse(old.decode("utf-8"), path, stem).task
+        except (TaskFileError, UnicodeDecodeError):
+            return f"fixed {new.id}"
+        if prev.status is not new.status:
+            allowed = can_transition(prev.status, new.status)
+            why = "edited by a person" + ("" if allowed else " (outside the lifecycle table)")
+            transitions.append(Transition(new.id, prev.status, new.status, why))
+        return f"edited {new.id}"
+
+    # -- operations --------------------------------------------------------------------------
+
+    def add(
+        self,
+        title: str,
+        *,
+        kind: str = "task",
+        size: str = "M",
+        role: str | None = None,
+        deps: Sequence[str] = (),
+        parent: str | None = None,
+        priority: str = "normal",
+        acceptance: Sequence[str] = (),
+        body: str = "",
+        engine: str | None = None,
+        model: str | None = None,
+        task_id: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Task:
+        created: list[Task] = []
+
+        def build(batch: Batch, snap: Snapshot) -> str:
+            if task_id is not None:
+                if problem := id_problem(task_id):
+                    raise ValidationError(f"--id {problem}")
+                if task_id in batch.tasks:
+                    raise ValidationError(
+                        f"task {task_id} already exists ({batch.tasks[task_id].path})",
+                        fix="choose another id, or leave --id out",
+                    )
+            tid = task_id or self.ws.new_id(batch.tasks)
+            fields = self.new_task_fields(
+                batch,
+                tid,
+                title,
+                kind=kind,
+                size=size,
+                role=role,
+                deps=deps,
+                parent=parent,
+                priority=priority,
+                acceptance=acceptance,
+                engine=engine,
+                model=model,
+                extra=extra,
+            )
+            path = self.ws.rel(self.ws.new_task_path(tid))
+            text = taskfile.new_file(fields, _body(body))
+            created.append(batch.create(path, text))
+            return f"add {tid} ({title.strip()[:80]})"
+
+        batch = self.mutate(build)
+        return batch.tasks[created[0].id]
+
+    def new_task_fields(
+        self,
+        batch: Batch,
+        tid: str,
+        title: str,
+        *,
+        kind: str,
+        size: str,
+        role: str | None,
+        deps: Sequence[str],
+        parent: str | None,
+        priority: str,
+        acceptance: Sequence[str],
+        engine: str | None,
+        model: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Validated fields of a new task, in the order people read them."""
+        if not title.strip() or "\n" in title.strip():
+            raise ValidationError("a task title must be one non-empty line")
+        _member("kind", kind, Kind)
+        _member("size", size, Size)
+        _member("priority", priority, Priority)
+        for dep in deps:
+            if problem := id_problem(dep):
+                raise ValidationError(f"--deps: {problem}")
+            if dep == tid:
+                raise ValidationError(
+                    f"task {tid} cannot depend on itself", fix=f"remove {tid} from --deps"
+                )
+            if dep not in batch.tasks:
+                raise ValidationError(
+                    f"task {tid} would depend on {dep}, which does not exist",
+                    fix="check the id with `nexus list`",
+                )
+        if parent is not None and parent not in batch.tasks:
+            raise ValidationError(
+                f"parent {parent} does not exist", fix="check the id with `nexus list`"
+            )
+        if role is not None:
+            self.check_role(role)
+        if engine is not None:
+            from nexus.engines.base import engine_names
+
+            if engine not in engine_names():
+                raise ValidationError(
+                    f"unknown engine {engine!r}", fix=f"use one of: {', '.join(engine_names())}"
+                )
+        fields: dict[str, Any] = {
+            "id": tid,
+            "title": title.strip(),
+            "kind": kind,
+            "status": "pending",
+            "size": size,
+            "role": role,
+            "deps": list(deps),
+            "parent": parent,
+            "priority": priority if priority != "normal" else None,
+            "engine": engine,
+            "model": model,
+            "acceptance": list(acceptance) or None,
+            "created": iso(batch.now),
+        }
+        for key, value in (extra or {}).items():
+            fields.setdefault(key, value)
+        return fields
+
+    def check_role(self, role: str) -> None:
+        if problem := id_problem(role):
+            raise ValidationError(f"role {problem.replace('id', 'name')}")
+        if not (self.ws.root / "agents" / f"{role}.md").is_file():
+            roles = ", ".join(self.roles()) or "none"
+            raise ValidationError(
+                f"role {role!r} has no agents/{role}.md", fix=f"use one of: {roles}, or create it"
+            )
+
+    def roles(self) -> list[str]:
+        folder = self.ws.root / "agents"
+        return sorted(p.stem for p in folder.glob("*.md")) if folder.is_dir() else []
+
+    def set_status(
+        self,
+        ref: str,
+        dst: Status,
+        *,
+        reason: str,
+        result: str | None = None,
+        error: str | None = None,
+        facts: Mapping[str, str] | None = None,
+        changes: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> Task:
+        """complete / fail / cancel / retry (→ pending) / claim, with their side effects."""
+        found: list[str] = []
+
+        def build(batch: Batch, snap: Snapshot) -> str:
+            task = self.resolve(batch.tasks, ref)
+            found.append(task.id)
+            extra: dict[str, Any] = dict(changes or {})
+            append = None
+            if dst is Status.COMPLETE:
+                extra["error"] = None
+                if result:
+                    append = _result_section(batch.text_of(task), result, batch.stamp)
+            elif dst is Status.FAILED:
+                extra["error"] = error or reason
+                extra["attempts"] = (
+                    max(task.attempts, 1) if task.status.active else (task.attempts + 1)
+                )
+                append = f"## Attempts\n\n- {batch.stamp}: {error or reason}"
+            elif dst is Status.PENDING and task.status in (
+                Status.FAILED,
+                Status.CANCELLED,
+                Status.COMPLETE,
+            ):
+                extra.update(attempts=0, error=None)
+            batch.move(task.id, dst, reason, extra, append)
+            return f"{dst if dst is not Status.PENDING else 'reopen'} {task.id} ({task.title[:80]})"
+
+        batch = self.mutate(build, facts, actor)
+        return batch.tasks[found[0]]
+
+    def edit(self, ref: str, assignments: Mapping[str, str]) -> Task:
+        """Set fields from FIELD=VALUE text (VALUE read as YAML: `deps=[a, b]`, `size=L`)."""
+        import yaml
+
+        found: list[str] = []
+
+        def build(batch: Batch, snap: Snapshot) -> str:
+            task = self.resolve(batch.tasks, ref)
+            found.append(task.id)
+            changes: dict[str, Any] = {}
+            for key, raw in assignments.items():
+                if key == "id":
+                    raise ValidationError(
+                        "ids are stable and cannot be edited",
+                        fix="create a new task and cancel this one",
+                    )
+                if key not in taskfile.KNOWN_FIELDS:
+                    raise ValidationError(
+                        f"unknown field {key!r}",
+                        fix=f"use one of: {', '.join(taskfile.KNOWN_FIELDS)}",
+                    )
+                try:
+                    value = yaml.safe_load(raw) if raw.strip() else None
+                except yaml.YAMLError:
+                    value = raw
+                changes[key] = value
+            if "role" in changes and changes["role"] is not None:
+                self.check_role(str(changes["role"]))
+            status = changes.pop("status", None)
+            # Validate the whole result before anything is written.
+            text = taskfile.update(batch.text_of(task), changes)
+            try:
+                taskfile.parse(text, task.path, Path(task.path).stem)
+            except TaskFileError as exc:
+                raise ValidationError(exc.detail, fix=exc.fix) from None
+            for dep in changes.get("deps") or []:
+                if str(dep) == task.id:
+                    raise ValidationError(
+                        f"task {task.id} cannot depend on itself", fix=f"remove {task.id} from deps"
+                    )
+                if str(dep) not in batch.tasks:
+                    raise ValidationError(
+                        f"task {task.id} would depend on {dep}, which does not exist",
+                        fix="check the id with `nexus list`",
+                    )
+            if status is not None:
+                batch.move(
+                    task.id,
+                    Status(_member("status", str(status), Status)),
+                    "edited from the CLI",
+                    changes,
+                )
+            else:
+                batch.update(task.id, changes)
+            return f"edit {task.id} ({', '.join(assignments)})"
+
+        batch = self.mutate(build)
+        return batch.tasks[found[0]]
+
+    # -- questions ---------------------------------------------------------------------------
+
+    def why(self, task: Task, snap: Snapshot) -> list[str]:
+        """Why a task is where it is, in sentences."""
+        tasks = snap.tasks
+        out: list[str] = []
+        errors = [p for p in snap.problems if p.task_id == task.id]
+        out += [f"{p.message} — {p.fix}" for p in errors]
+        st = task.status
+        if st is Status.PENDING:
+            waiting = dag.blockers(task, tasks)
+            for dep, owner, dep_status in waiting:
+                whose = "" if owner == task.id else f" (a dep of its parent {owner})"
+                if dep_status is None:
+                    out.append(f"waits for {dep}{whose}, which does not exist")
+                elif dep_status is Status.CANCELLED:
+                    out.append(
+                        f"waits for {dep}{whose}, which is cancelled: it will never "
+                        f"complete — remove the dep or `nexus retry {dep}`"
+                    )
+                elif dep_status is Status.FAILED:
+                    out.append(
+                        f"waits for {dep}{whose}, which failed: {tasks[dep].error} — "
+                        f"see `nexus why {dep}`"
+                    )
+                else:
+                    out.append(
+                        f"waits for {dep}{whose} ({tasks[dep].title}), which is {dep_status}"
+                    )
+            if not waiting and not errors:
+                out.append("all deps are complete: the next nexus run promotes it to ready")
+        elif st is Status.READY:
+            if task.size is Size.XL:
+                out.append("XL: decompose first — XL tasks are never given to an agent")
+            elif any(t.parent == task.id for t in tasks.values()):
+                out.append("it has children: it completes when they do")
+            else:
+                out.append("ready: waiting for a worker (`nexus watch` runs ready tasks)")
+        elif st.active:
+            who = f" by {task.assignee}" if task.assignee else ""
+            since = f" since {task.started}" if task.started else ""
+            out.append(f"{st}{who}{since}")
+        elif st is Status.FAILED:
+            policy = self.policy()
+            allowed = policy.retries_for(task)
+            at = promote.retry_at(task, policy)
+            line = f"failed (attempt {task.attempts} of {allowed + 1}): {task.error}"
+            if at is None:
+                line += f" — no retries left; `nexus retry {task.id}` starts it again"
+            else:
+                line += f" — retried automatically after {iso(at)}"
+            out.append(line)
+        elif st is Status.COMPLETE:
+            out.append(f"complete{' since ' + task.finished if task.finished else ''}")
+        elif st is Status.CANCELLED:
+            out.append(f"cancelled — `nexus retry {task.id}` reopens it")
+        return out
+
+    def log(self, task_id: str | None = None, extra: Sequence[str] = ()) -> list[journal.Entry]:
+        args = list(extra)
+        if task_id:
+            args.append(f"--grep=^Nexus-Transition: {task_id} ")
+        out = self.repo.log(journal.LOG_FORMAT, [self.repo.rel(self.ws.root)], args)
+        entries = journal.parse_log(out)
+        return journal.for_task(entries, task_id) if task_id else entries
+
+
+def status_counts(tasks: Mapping[str, Task]) -> tuple[dict[str, int], float]:
+    counts = {str(s): 0 for s in Status}
+    for t in tasks.values():
+        counts[str(t.status)] += 1
+    live = len(tasks) - counts["cancelled"]
+    progress = counts["complete"] / live if live else 0.0
+    return counts, round(progress, 4)
+
+
+def _check_graph(batch: Batch) -> None:
+    cycles = dag.find_cycles(batch.tasks)
+    if cycles:
+        raise ValidationError(
+            f"this would create a dependency cycle: {' → '.join(cycles[0])}",
+            fix="remove one of those deps",
+        )
+
+
+def _member(name: str, value: str, enum: Any) -> str:
+    try:
+        return str(enum(value))
+    except ValueError:
+        allowed = " | ".join(str(m) for m in enum)
+        raise ValidationError(
+            f"{value!r} is not a valid {name}", fix=f"use one of: {allowed}"
+        ) from None
+
+
+def _body(text: str) -> str:
+    return (text.strip() + "\n") if text.strip() else ""
+
+
+def _result_section(text: str, result: str, stamp: str) -> str:
+    heading = "## Result" if "\n## Result" not in text else f"## Result ({stamp})"
+    return f"{heading}\n\n{taskfile.safe_block(result.strip())}"
+
+
+def _titles(batch: Batch) -> dict[str, str]:
+    return {tid: t.title[:60] for tid, t in batch.tasks.items()}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+__all__ = ["GitError", "NexusError", "Service", "Snapshot", "SyncReport", "status_counts"]

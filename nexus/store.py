@@ -1,0 +1,351 @@
+"""The workspace on disk: finding it, reading every task file fast, writing atomically, locking.
+
+Shell.  Reading 10,000 task files is kept cheap by a cache in `.nexus/cache.json` keyed by each
+file's (mtime_ns, ctime_ns, size, inode): only files that changed since the last run are parsed.
+The cache holds parsed *fields* (plain JSON), never code, and a corrupt cache is ignored.
+
+Layout of tasks created by nexus: `tasks/<first character of id>/<id>.md`.  With at most 32 such
+folders each commit writes small trees (a flat folder of 10,000 files would make every commit
+write a 300 KB tree; see docs/performance.md).  People may put task files anywhere under tasks/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nexus import taskfile
+from nexus.config import Config
+from nexus.config import load as load_config
+from nexus.errors import TaskFileError, WorkspaceError
+from nexus.task import ID_ALPHABET, Task
+
+CONFIG_FILE = "nexus.yaml"
+RUNTIME = ".nexus"
+OWNED = ("nexus.yaml", "tasks", "agents", "scratchpads", "plans", "prompts", ".gitignore")
+"""Paths (relative to the workspace) that nexus commits; nothing else is ever swept in."""
+CACHE_VERSION = 3
+MAX_TASK_FILE_BYTES = 1024 * 1024
+
+
+@dataclass
+class Scan:
+    tasks: dict[str, Task] = field(default_factory=dict)
+    broken: list[TaskFileError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Workspace:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self._config: Config | None = None
+
+    # -- finding -----------------------------------------------------------------------------
+
+    @classmethod
+    def find(cls, explicit: str | os.PathLike[str] | None = None) -> Workspace:
+        """The workspace named explicitly (or by NEXUS_WORKSPACE), else the nearest folder at or
+        above the current one that holds a nexus.yaml."""
+        named = explicit or os.environ.get("NEXUS_WORKSPACE")
+        if named:
+            root = Path(named).expanduser()
+            if not (root / CONFIG_FILE).is_file():
+                raise WorkspaceError(
+                    f"{root} is not a nexus workspace (no {CONFIG_FILE})",
+                    fix=f"run `nexus init {root}` or point --workspace at a workspace",
+                )
+            return cls(root)
+        here = Path.cwd().resolve()
+        for folder in (here, *here.parents):
+            if (folder / CONFIG_FILE).is_file():
+                return cls(folder)
+        raise WorkspaceError(
+            f"no nexus workspace here ({here} and its parents have no {CONFIG_FILE})",
+            fix="run `nexus init DIR`, cd into a workspace, or pass --workspace DIR",
+        )
+
+    # -- paths -------------------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> Path:
+        path = self.root / RUNTIME
+        path.mkdir(exist_ok=True)
+        return path
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.root / "tasks"
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def inside(self, relative: str) -> Path:
+        """`relative` resolved inside the workspace; refuses anything that would leave it."""
+        if "\0" in relative or relative.startswith(("/", "\\")) or ":" in relative[:3]:
+            raise WorkspaceError(f"path {relative!r} must be relative to the workspace")
+        target = (self.root / relative).resolve()
+        if target != self.root and self.root not in target.parents:
+            raise WorkspaceError(
+                f"path {relative!r} leaves the workspace",
+                fix="use a path inside the workspace, without '..' or links pointing out",
+            )
+        return target
+
+    def new_task_path(self, task_id: str) -> Path:
+        return self.tasks_dir / task_id[0].lower() / f"{task_id}.md"
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.root / CONFIG_FILE)
+        return self._config
+
+    def reload_config(self) -> Config:
+        self._config = None
+        return self.config
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def scan(self) -> Scan:
+        """Every task file under tasks/, parsed (from cache when unchanged)."""
+        cache_file = self.runtime / "cache.json"
+        cache = _read_cache(cache_file)
+        fresh: dict[str, Any] = {}
+        result = Scan()
+        first_path: dict[str, str] = {}
+        dirty = False
+        for path in sorted(_walk_md(self.tasks_dir)):
+            rel = self.rel(Path(path))
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            key = [st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino]
+            entry = cache.get(rel)
+            if entry is None or entry[0] != key:
+                entry = [key, *_parse_entry(Path(path), rel, st.st_size)]
+                dirty = True
+            fresh[rel] = entry
+            _, fields, error, warnings = entry
+            if error is not None:
+                result.broken.append(
+                    TaskFileError(error[0], path=rel, line=error[1], field=error[2], fix=error[3])
+                )
+                continue
+            try:
+                parsed = taskfile.fields_to_task(fields, "", rel, Path(rel).stem)
+            except TaskFileError as exc:  # should not happen: validated when cached
+                result.broken.append(exc)
+                continue
+            task = parsed.task
+            result.warnings.extend(warnings)
+            if task.id in first_path:
+                result.broken.append(
+                    TaskFileError(
+                        f"duplicate id {task.id!r}: {first_path[task.id]} has it too",
+                        path=rel,
+                        field="id",
+                        fix="give one of the two files another id (or delete the copy)",
+                    )
+                )
+                continue
+            first_path[task.id] = rel
+            result.tasks[task.id] = task
+        if dirty or len(fresh) != len(cache):
+            _write_cache(cache_file, fresh)
+        return result
+
+    def read_text(self, path: Path) -> str:
+        data = path.read_bytes()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise TaskFileError(
+                f"not UTF-8 text (byte {exc.start})",
+                path=self.rel(path),
+                fix="save the file as UTF-8",
+            ) from None
+
+    def load_task(self, task: Task) -> tuple[Task, str]:
+        """The task re-read from its file (with its body) and the file's exact text."""
+        path = self.root / task.path
+        text = self.read_text(path)
+        return taskfile.parse(text, task.path, Path(task.path).stem).task, text
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write_atomic(self, path: Path, text: str) -> None:
+        """Write `text` so that readers see the old file or the new one, never half of it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+
+    def new_id(self, taken: set[str] | dict[str, Any]) -> str:
+        """A fresh id: 8 random Crockford base32 characters (40 bits).  Random, not sequential,
+        so two clones creating tasks at the same moment do not collide (the chance for two sets
+        of 10,000 ids is about 1 in 10,000)."""
+        while True:
+            tid = "".join(secrets.choice(ID_ALPHABET) for _ in range(8))
+            if tid not in taken and not self.new_task_path(tid).exists():
+                return tid
+
+    # -- locking -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 30.0) -> Iterator[None]:
+        """The workspace write lock: one nexus process mutates the workspace at a time."""
+        with hold_lock(self.runtime / "lock", timeout=timeout, what="workspace"):
+            yield
+
+
+@contextlib.contextmanager
+def hold_lock(path: Path, *, timeout: float, what: str) -> Iterator[None]:
+    """An flock on `path`; its holder (pid, host, command) is written beside it so a waiting
+    process can say who holds it.  The kernel drops the lock when the holder dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    info = path.with_name(path.name + ".owner")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_owner(info)
+                    raise WorkspaceError(
+                        f"the {what} is locked by {holder}",
+                        fix="wait for it to finish, or stop that process",
+                    ) from None
+                time.sleep(0.02)
+        with contextlib.suppress(OSError):
+            info.write_text(
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "command": " ".join(sys.argv[:3]),
+                        "since": time.time(),
+                    }
+                )
+            )
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def try_lock(path: Path) -> int | None:
+    """Take an flock without waiting; the fd to keep open, or None if someone holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_owner(info: Path) -> str:
+    try:
+        data = json.loads(info.read_text())
+        return f"pid {data['pid']} on {data['host']} ({data['command']})"
+    except (OSError, ValueError, KeyError):
+        return "another process"
+
+
+def _walk_md(folder: Path) -> Iterator[str]:
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk_md(Path(entry.path))
+        elif entry.name.endswith(".md") and entry.is_file(follow_symlinks=False):
+            yield entry.path
+
+
+def _parse_entry(path: Path, rel: str, size: int) -> list[Any]:
+    """[fields, error, warnings] for one file; error is [message, line, field, fix]."""
+    if size > MAX_TASK_FILE_BYTES:
+        return [
+            None,
+            [
+                f"the file is {size} bytes; task files are limited to {MAX_TASK_FILE_BYTES}",
+                None,
+                None,
+                "move large content to another file and list it under 'context'",
+            ],
+            [],
+        ]
+    try:
+        data = path.read_bytes()
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [
+            None,
+            [f"not UTF-8 text (byte {exc.start})", None, None, "save the file as UTF-8"],
+            [],
+        ]
+    except OSError as exc:
+        return [None, [f"cannot read: {exc.strerror}", None, None, "check its permissions"], []]
+    if "\0" in text:
+        return [
+            None,
+            ["the file contains NUL bytes", None, None, "remove them; task files are text"],
+            [],
+        ]
+    try:
+        parsed = taskfile.parse(text, rel, Path(rel).stem)
+    except TaskFileError as exc:
+        return [None, [exc.detail, exc.line, exc.field, exc.fix], []]
+    fields = dict(parsed.task.fields)
+    if "id" not in fields:
+        fields["id"] = parsed.task.id
+    try:
+        json.dumps(fields)
+    except (TypeError, ValueError):
+        fields = json.loads(json.dumps(fields, default=str))
+    return [fields, None, list(parsed.warnings)]
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+        if data.get("version") == CACHE_VERSION and isinstance(data.get("files"), dict):
+            files: dict[str, Any] = data["files"]
+            return files
+    except (OSError, ValueError, AttributeError):
+        pass
+    return {}
+
+
+def _write_cache(path: Path, files: dict[str, Any]) -> None:
+    tmp = path.with_name(f".cache.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": files}))
+        os.replace(tmp, path)
+    except OSError:  # a cache we cannot write only costs speed
+        with contextlib.suppress(OSError):
+            tmp.unlink()

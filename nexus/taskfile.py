@@ -1,0 +1,214 @@
+"""Task file text ⇄ `Task`, with precise errors.
+
+Pure.  `parse` reads a task file; `fields_to_task` validates an already-parsed mapping (the
+cache stores mappings, so both paths share one validator).  Unknown fields are kept and
+reported as warnings, never dropped.  `update` changes fields in place through
+`frontmatter.set_fields`, so a person's layout survives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nexus import frontmatter
+from nexus.errors import TaskFileError
+from nexus.task import Kind, Priority, Size, Status, Task, id_problem
+
+KNOWN_FIELDS = (
+    "id",
+    "title",
+    "kind",
+    "status",
+    "size",
+    "role",
+    "deps",
+    "parent",
+    "priority",
+    "engine",
+    "model",
+    "max_retries",
+    "attempts",
+    "timeout",
+    "acceptance",
+    "context",
+    "touches",
+    "verify",
+    "budget_usd",
+    "session",
+    "assignee",
+    "cost",
+    "created",
+    "updated",
+    "started",
+    "finished",
+    "error",
+    "script",
+    "engine_settings",
+)
+"""DESIGN.md §3, plus `script` (steps for the script engine) and `engine_settings` (per-task
+engine options)."""
+
+
+@dataclass(frozen=True)
+class Parsed:
+    task: Task
+    warnings: tuple[str, ...]
+
+
+def parse(text: str, path: str, default_id: str) -> Parsed:
+    """Parse a task file.  Raises TaskFileError naming the file, line, field and the fix."""
+    try:
+        sp = frontmatter.split(text)
+        fields = frontmatter.load(sp)
+    except frontmatter.FrontmatterError as exc:
+        raise TaskFileError(exc.message, path=path, line=exc.line, fix=exc.fix) from None
+    return fields_to_task(fields, sp.body, path, default_id)
+
+
+def _fail(path: str, field: str, message: str, fix: str) -> TaskFileError:
+    return TaskFileError(message, path=path, field=field, fix=fix)
+
+
+def _enum(fields: Mapping[str, Any], key: str, enum: Any, default: Any, path: str) -> Any:
+    value = fields.get(key)
+    if value is None:
+        return default
+    try:
+        return enum(str(value))
+    except ValueError:
+        allowed = " | ".join(str(m) for m in enum)
+        raise _fail(
+            path, key, f"{value!r} is not a valid {key}", f"use one of: {allowed}"
+        ) from None
+
+
+def _text(fields: Mapping[str, Any], key: str, path: str) -> str | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _fail(path, key, f"must be text, not {type(value).__name__}", f"write '{key}: text'")
+    return str(value)
+
+
+def _number(fields: Mapping[str, Any], key: str, path: str, *, integer: bool) -> Any:
+    value = fields.get(key)
+    if value is None:
+        return None
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or value < 0:
+        kind = "a whole number" if integer else "a number"
+        raise _fail(path, key, f"must be {kind} ≥ 0, not {value!r}", f"write '{key}: 3'")
+    return value
+
+
+def _list(fields: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+    value = fields.get(key)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        # `deps: a, b` is a common hand-written form; accept it.
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if not isinstance(value, list) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value
+    ):
+        raise _fail(path, key, "must be a list of text items", f"write '{key}: [a, b]'")
+    return tuple(str(v) for v in value)
+
+
+def fields_to_task(fields: Mapping[str, Any], body: str, path: str, default_id: str) -> Parsed:
+    """Validate a frontmatter mapping and build the Task."""
+    warnings = [
+        f"{path}: unknown field {k!r} (kept as is; known fields: see `nexus validate --help`)"
+        for k in fields
+        if k not in KNOWN_FIELDS
+    ]
+    raw_id = fields.get("id", default_id)
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        raw_id = str(raw_id)
+    problem = id_problem(raw_id)
+    if problem:
+        src = "field id" if "id" in fields else "the file name"
+        raise _fail(path, "id", f"{problem} (from {src})", "rename it to something like 'auth-42'")
+    title = _text(fields, "title", path)
+    if not title or not title.strip():
+        raise _fail(path, "title", "a task needs a title", "add a line 'title: what to do'")
+    if "\n" in title:
+        raise _fail(path, "title", "the title must be one line", "move details into the body")
+    deps = _list(fields, "deps", path)
+    for dep in deps:
+        if p := id_problem(dep):
+            raise _fail(path, "deps", p, "list task ids, e.g. 'deps: [auth-1, auth-2]'")
+    parent = _text(fields, "parent", path)
+    if parent is not None and (p := id_problem(parent)):
+        raise _fail(path, "parent", p, "name the id of the enclosing task")
+    role = _text(fields, "role", path)
+    if role is not None and (p := id_problem(role)):
+        raise _fail(path, "role", p.replace("id", "role name"), "name a file in agents/")
+    cost = fields.get("cost") or {}
+    if not isinstance(cost, dict):
+        raise _fail(path, "cost", "must be a mapping", "remove it; nexus records costs itself")
+    task = Task(
+        id=str(raw_id),
+        title=title.strip(),
+        path=path,
+        kind=_enum(fields, "kind", Kind, Kind.TASK, path),
+        status=_enum(fields, "status", Status, Status.PENDING, path),
+        size=_enum(fields, "size", Size, Size.M, path),
+        role=role,
+        deps=deps,
+        parent=parent,
+        priority=_enum(fields, "priority", Priority, Priority.NORMAL, path),
+        engine=_text(fields, "engine", path),
+        model=_text(fields, "model", path),
+        max_retries=_number(fields, "max_retries", path, integer=True),
+        attempts=_number(fields, "attempts", path, integer=True) or 0,
+        timeout=_number(fields, "timeout", path, integer=False),
+        acceptance=_list(fields, "acceptance", path),
+        context=_list(fields, "context", path),
+        touches=_list(fields, "touches", path),
+        verify=_text(fields, "verify", path),
+        budget_usd=_number(fields, "budget_usd", path, integer=False),
+        session=_text(fields, "session", path),
+        assignee=_text(fields, "assignee", path),
+        created=_text(fields, "created", path),
+        updated=_text(fields, "updated", path),
+        started=_text(fields, "started", path),
+        finished=_text(fields, "finished", path),
+        error=_text(fields, "error", path),
+        cost=cost,
+        fields=dict(fields),
+        body=body,
+    )
+    return Parsed(task, tuple(warnings))
+
+
+def update(text: str, changes: Mapping[str, Any], append: str | None = None) -> str:
+    """Set fields (None or frontmatter.DELETE removes one) and optionally append markdown to the
+    body.  Everything else in the file stays as it was."""
+    updates = {k: (frontmatter.DELETE if v is None else v) for k, v in changes.items()}
+    out = frontmatter.set_fields(text, updates)
+    if append:
+        nl = "\r\n" if "\r\n" in text else "\n"
+        if not out.endswith(("\n", "\r\n")):
+            out += nl
+        out += nl + append.rstrip().replace("\n", nl) + nl
+    return out
+
+
+def new_file(fields: Mapping[str, Any], body: str = "") -> str:
+    """Text of a new task file; fields are written in the given order, None values omitted."""
+    return frontmatter.new_document({k: v for k, v in fields.items() if v is not None}, body)
+
+
+def safe_block(text: str) -> str:
+    """Agent output made safe to paste under a markdown heading in a task file: it can never
+    end the frontmatter (that is only looked for at the top) but a line of `---` could confuse
+    other tools, so such lines are indented."""
+    lines = []
+    for line in text.replace("\x00", "").splitlines():
+        stripped = line.strip()
+        lines.append("    " + line if stripped in ("---", "...") else line)
+    return "\n".join(lines)
