@@ -40,6 +40,7 @@ class Batch:
         self.now = now
         self.texts: dict[str, str] = {}  # workspace-relative path → new text
         self.transitions: list[Transition] = []
+        self.created: list[str] = []
 
     @property
     def stamp(self) -> str:
@@ -63,6 +64,7 @@ class Batch:
         new = taskfile.parse(text, path, Path(path).stem).task
         self.texts[path] = text
         self.tasks[new.id] = new
+        self.created.append(new.id)
         return new
 
     def move(

@@ -116,7 +116,7 @@ class Repo:
     def head(self) -> tuple[str, str] | None:
         """(commit, tree) of HEAD, or None on an unborn branch."""
         try:
-            out = self.git(["rev-parse", "--verify", "-q", "HEAD", "HEAD^{tree}"])
+            out = self.git(["rev-parse", "-q", "HEAD", "HEAD^{tree}"])
         except GitError:
             return None
         commit, tree = out.split()

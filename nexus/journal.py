@@ -39,6 +39,7 @@ class Change:
     transitions: Sequence[Transition] = ()
     details: Sequence[str] = ()  # extra body lines
     facts: Mapping[str, str] = field(default_factory=dict)  # trailer key (without Nexus-) → value
+    created: Sequence[str] = ()  # ids of tasks this commit creates
 
 
 def message(change: Change) -> str:
@@ -47,6 +48,7 @@ def message(change: Change) -> str:
     body += [_clean(d) for d in change.details]
     if body:
         lines += [*body, ""]
+    lines += [f"Nexus-Created: {tid}" for tid in change.created]
     lines += [f"Nexus-Transition: {t.task_id} {t.src} -> {t.dst}" for t in change.transitions]
     for key in TRAILER_KEYS:
         if key in change.facts and key != "Actor":
@@ -80,6 +82,7 @@ class Entry:
     subject: str
     transitions: tuple[tuple[str, str, str], ...]  # (task id, from, to)
     trailers: Mapping[str, str]
+    created: tuple[str, ...] = ()
 
     @property
     def actor(self) -> str:
@@ -107,7 +110,8 @@ def parse_log(output: str) -> list[Entry]:
         if len(parts) < 5:
             continue
         commit, when, author, subject, trailer_text = parts[:5]
-        transitions = []
+        transitions: list[tuple[str, str, str]] = []
+        created: list[str] = []
         trailers: dict[str, str] = {}
         for line in trailer_text.splitlines():
             key, sep, value = line.partition(": ")
@@ -117,13 +121,20 @@ def parse_log(output: str) -> list[Entry]:
             if key == "Transition":
                 if m := _TRANSITION.match(value):
                     transitions.append((m.group(1), m.group(2), m.group(3)))
+            elif key == "Created":
+                created.append(value)
             else:
                 trailers[key] = value
         if not transitions and not trailers:
             continue
-        entries.append(Entry(commit, int(when or 0), author, subject, tuple(transitions), trailers))
+        entry = Entry(
+            commit, int(when or 0), author, subject, tuple(transitions), trailers, tuple(created)
+        )
+        entries.append(entry)
     return entries
 
 
 def for_task(entries: Iterable[Entry], task_id: str) -> list[Entry]:
-    return [e for e in entries if any(t[0] == task_id for t in e.transitions)]
+    return [
+        e for e in entries if task_id in e.created or any(t[0] == task_id for t in e.transitions)
+    ]

@@ -148,7 +148,9 @@ class Service:
     ) -> str | None:
         if not batch.texts and not extra_paths:
             return None
-        change = journal.Change(summary, actor or self.actor, batch.transitions, (), facts or {})
+        change = journal.Change(
+            summary, actor or self.actor, batch.transitions, (), facts or {}, batch.created
+        )
         message = journal.message(change)
         paths = [self.repo.rel(self.ws.root / p) for p in batch.texts] + list(extra_paths)
         intent = self.ws.runtime / "intent.json"
@@ -333,7 +335,7 @@ class Service:
                 )
             if dep not in batch.tasks:
                 raise ValidationError(
-                    f"task {tid} would depend on {dep}, which does not exist",
+                    f"dependency {dep} does not exist (no task has that id)",
                     fix="check the id with `nexus list`",
                 )
         if parent is not None and parent not in batch.tasks:
@@ -369,8 +371,8 @@ class Service:
         return fields
 
     def check_role(self, role: str) -> None:
-        if problem := id_problem(role):
-            raise ValidationError(f"role {problem.replace('id', 'name')}")
+        if problem := id_problem(role, "role name"):
+            raise ValidationError(problem)
         if not (self.ws.root / "agents" / f"{role}.md").is_file():
             roles = ", ".join(self.roles()) or "none"
             raise ValidationError(
@@ -543,7 +545,7 @@ class Service:
     def log(self, task_id: str | None = None, extra: Sequence[str] = ()) -> list[journal.Entry]:
         args = list(extra)
         if task_id:
-            args.append(f"--grep=^Nexus-Transition: {task_id} ")
+            args += [f"--grep=^Nexus-Transition: {task_id} ", f"--grep=^Nexus-Created: {task_id}$"]
         out = self.repo.log(journal.LOG_FORMAT, [self.repo.rel(self.ws.root)], args)
         entries = journal.parse_log(out)
         return journal.for_task(entries, task_id) if task_id else entries

@@ -102,13 +102,13 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
 
-def id_problem(task_id: object) -> str | None:
-    """Why `task_id` is not a usable id, or None when it is."""
+def id_problem(task_id: object, what: str = "id") -> str | None:
+    """Why `task_id` is not a usable id (or role name: `what`), or None when it is."""
     if not isinstance(task_id, str):
         return f"must be text, not {type(task_id).__name__}"
     if not ID_RE.match(task_id):
         return (
-            f"{task_id!r} is not a valid id: use 1-64 letters, digits, '-' or '_', "
+            f"{task_id!r} is not a valid {what}: use 1-64 letters, digits, '-' or '_', "
             "starting with a letter or digit (no '/', '.', spaces)"
         )
     return None

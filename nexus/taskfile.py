@@ -145,8 +145,8 @@ def fields_to_task(fields: Mapping[str, Any], body: str, path: str, default_id: 
     if parent is not None and (p := id_problem(parent)):
         raise _fail(path, "parent", p, "name the id of the enclosing task")
     role = _text(fields, "role", path)
-    if role is not None and (p := id_problem(role)):
-        raise _fail(path, "role", p.replace("id", "role name"), "name a file in agents/")
+    if role is not None and (p := id_problem(role, "role name")):
+        raise _fail(path, "role", p, "name a file in agents/")
     cost = fields.get("cost") or {}
     if not isinstance(cost, dict):
         raise _fail(path, "cost", "must be a mapping", "remove it; nexus records costs itself")

@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     from nexus.errors import NexusError
 
     try:
-        cli.main(args=argv, prog_name="nexus", standalone_mode=False)
+        # In non-standalone mode click returns the code given to ctx.exit() instead of raising.
+        code = cli.main(args=argv, prog_name="nexus", standalone_mode=False)
+        if isinstance(code, int):
+            return code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:

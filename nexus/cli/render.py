@@ -127,9 +127,11 @@ def log_lines(entries: Sequence[journal.Entry]) -> list[str]:
     for e in entries:
         when = dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         actor = e.actor or "?"
+        for tid in e.created:
+            out.append(f"{when}  {e.commit[:8]}  {actor:<7} {tid:<10} created")
         if e.transitions:
             for tid, src, dst in e.transitions:
                 out.append(f"{when}  {e.commit[:8]}  {actor:<7} {tid:<10} {src} -> {dst}")
-        else:
+        elif not e.created:
             out.append(f"{when}  {e.commit[:8]}  {actor:<7} {e.subject}")
     return out

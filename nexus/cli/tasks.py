@@ -399,6 +399,7 @@ def log(ctx: click.Context, task_id: str | None, as_json: bool) -> None:
                     "subject": e.subject,
                     "actor": e.actor,
                     "trailers": dict(e.trailers),
+                    "created": list(e.created),
                     "transitions": [
                         {"task": a, "from": b, "to": c}
                         for a, b, c in e.transitions
