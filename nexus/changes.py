@@ -8,7 +8,7 @@ the lifecycle table, and runs promotion over the result.  `Service` writes and c
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +41,31 @@ class Batch:
         self.texts: dict[str, str] = {}  # workspace-relative path → new text
         self.transitions: list[Transition] = []
         self.created: list[str] = []
+        self.deps_changed = False
 
     @property
     def stamp(self) -> str:
         return iso(self.now)
 
     def text_of(self, task: Task) -> str:
+        """The task file's text: as this batch left it, else as it is on disk now.  The first
+        read also refreshes the task from the file, so decisions use what is on disk."""
         if task.path not in self.texts:
-            self.texts[task.path] = self.ws.read_text(self.ws.root / task.path)
+            text = self.ws.read_text(self.ws.root / task.path)
+            self.texts[task.path] = text
+            self.tasks[task.id] = taskfile.parse(text, task.path, Path(task.path).stem).task
         return self.texts[task.path]
+
+    def current(self, task_id: str) -> Task:
+        """The task as it is on disk (or in this batch), with its fields and body."""
+        self.text_of(self.tasks[task_id])
+        return self.tasks[task_id]
 
     def update(self, task_id: str, changes: Mapping[str, Any], append: str | None = None) -> Task:
         """Set fields of a task file (None removes a field) and keep the task map in step."""
         task = self.tasks[task_id]
+        if "deps" in changes or "parent" in changes:
+            self.deps_changed = True
         text = taskfile.update(self.text_of(task), {**changes, "updated": self.stamp}, append)
         new = taskfile.parse(text, task.path, Path(task.path).stem).task
         self.texts[task.path] = text
@@ -65,6 +77,7 @@ class Batch:
         self.texts[path] = text
         self.tasks[new.id] = new
         self.created.append(new.id)
+        self.deps_changed = True
         return new
 
     def move(
@@ -76,7 +89,7 @@ class Batch:
         append: str | None = None,
     ) -> Task:
         """Change a task's status, refusing moves the lifecycle table does not allow."""
-        task = self.tasks[task_id]
+        task = self.current(task_id)
         if task.status is dst:
             return self.update(task_id, dict(changes or {}), append) if changes or append else task
         if not can_transition(task.status, dst):
@@ -88,8 +101,18 @@ class Batch:
         self.transitions.append(Transition(task_id, task.status, dst, reason))
         return self.update(task_id, fields, append)
 
-    def promote(self, policy: promote.RetryPolicy) -> None:
-        for t in promote.promote(self.tasks, self.now, policy):
+    @property
+    def touched(self) -> set[str]:
+        """Ids of the tasks this batch changed or created."""
+        by_path = {t.path: tid for tid, t in self.tasks.items()}
+        return {by_path[p] for p in self.texts if p in by_path}
+
+    def promote(self, policy: promote.RetryPolicy, *, seeds: Iterable[str] | None = ()) -> None:
+        """Apply promotions: from `seeds` plus what this batch touched, or (seeds=None) over
+        every task."""
+        if seeds is not None:
+            seeds = self.touched | set(seeds)
+        for t in promote.promote(self.tasks, self.now, policy, seeds=seeds):
             changes: dict[str, Any] = {}
             if t.src is Status.FAILED:
                 changes["error"] = self.tasks[t.task_id].error  # keep the last reason visible

@@ -5,6 +5,7 @@ Pure apart from `load`, which reads the file.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,11 +137,12 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
     )
 
 
-def parse(text: str) -> Config:
+def parse_mapping(text: str) -> dict[str, Any]:
+    """The YAML of nexus.yaml as a mapping (validated by `from_mapping`)."""
     import yaml
 
     try:
-        data = yaml.load(text, Loader=frontmatter._Loader)
+        data = yaml.load(text, Loader=frontmatter.safe_loader())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f" line {mark.line + 1}" if mark else ""
@@ -154,16 +156,38 @@ def parse(text: str) -> Config:
         raise ConfigError(
             "nexus.yaml must be a mapping of 'key: value' lines", fix="see `nexus init` output"
         )
-    return from_mapping(data)
+    return dict(data)
 
 
-def load(path: Path) -> Config:
+def parse(text: str) -> Config:
+    return from_mapping(parse_mapping(text))
+
+
+def load(path: Path, cache: Path | None = None) -> Config:
+    """Read nexus.yaml; with `cache`, reuse the parsed mapping while the file is unchanged."""
+    import marshal
+
     try:
-        text = path.read_text(encoding="utf-8")
+        st = path.stat()
     except FileNotFoundError:
         return Config()
+    key = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+    if cache is not None:
+        try:
+            cached_key, data = marshal.loads(cache.read_bytes())
+            if tuple(cached_key) == key:
+                return from_mapping(data)
+        except (OSError, EOFError, ValueError, TypeError):
+            pass
+    try:
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"cannot read {path.name}: {exc}", fix="make it a UTF-8 text file"
         ) from None
-    return parse(text)
+    data = parse_mapping(text)
+    config = from_mapping(data)
+    if cache is not None:
+        with contextlib.suppress(OSError, ValueError):
+            cache.write_bytes(marshal.dumps((key, data)))
+    return config

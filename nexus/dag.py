@@ -7,7 +7,7 @@ the tasks of milestone 2 do not start before milestone 2's dependencies are comp
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nexus.task import Status, Task
@@ -24,6 +24,18 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path} (field {self.field}): {self.message}\n  fix: {self.fix}"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The reverse edges of a task map: who depends on whom, who is whose child."""
+
+    dependents: Mapping[str, list[str]]
+    children: Mapping[str, list[str]]
+
+
+def graph(tasks: Mapping[str, Task]) -> Graph:
+    return Graph(dependents_of(tasks), children_of(tasks))
 
 
 def children_of(tasks: Mapping[str, Task]) -> dict[str, list[str]]:
@@ -185,11 +197,6 @@ def problems(tasks: Mapping[str, Task]) -> list[Problem]:
             )
     out.sort(key=lambda p: (p.severity != "error", p.path))
     return out
-
-
-def blocked_ids(tasks: Mapping[str, Task], found: Iterable[Problem]) -> set[str]:
-    """Tasks that cannot be promoted because of an error in their own deps."""
-    return {p.task_id for p in found if p.severity == "error" and p.field == "deps"}
 
 
 def blockers(task: Task, tasks: Mapping[str, Task]) -> list[tuple[str, str, Status | None]]:

@@ -13,14 +13,11 @@ Pure.  Three promises:
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import yaml
-
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _DELIM = re.compile(r"^---[ \t]*\r?$")
 _END = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$")
@@ -88,33 +85,38 @@ def split(text: str) -> Split:
     )
 
 
-class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """Safe loader that refuses duplicate keys instead of silently keeping the last one."""
+@functools.cache
+def safe_loader() -> Any:
+    """The safe (C when available) YAML loader, refusing duplicate keys.  Built on first use
+    so that commands which parse nothing never import yaml."""
+    import yaml
 
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a key must be a plain value", key_node.start_mark
-            ) from None
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first on line {seen[key] + 2})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node.start_mark.line
-    return dict(loader.construct_pairs(node, deep=True))
+    def construct_mapping(loader: Any, node: Any) -> dict[Any, Any]:
+        loader.flatten_mapping(node)
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain value", key_node.start_mark
+                ) from None
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {seen[key] + 2})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return dict(loader.construct_pairs(node, deep=True))
 
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    loader: Any = type("NexusSafeLoader", (base,), {})
+    loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return loader
 
 
 def _plain(value: Any) -> Any:
@@ -141,8 +143,10 @@ def load(sp: Split) -> dict[str, Any]:
         )
     if not sp.yaml_text.strip():
         raise FrontmatterError("the frontmatter block is empty", line=2, fix="add 'title: ...'")
+    import yaml
+
     try:
-        data = yaml.load(sp.yaml_text, Loader=_Loader)
+        data = yaml.load(sp.yaml_text, Loader=safe_loader())  # a safe loader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 2 if mark is not None else None  # +1 for 1-based, +1 for '---'
@@ -184,6 +188,8 @@ def _is_scalar(value: Any) -> bool:
 def dump_value(key: str, value: Any, newline: str = "\n") -> str:
     """`key: value` as YAML lines: flow style for short collections of scalars (`deps: [a, b]`),
     block style for everything else."""
+    import yaml
+
     kw: dict[str, Any] = {"allow_unicode": True, "width": 1_000_000, "sort_keys": False}
     text: str
     if isinstance(value, list | dict) and all(

@@ -146,12 +146,16 @@ def run(
     for r in readers:
         r.start()
     if input is not None:
-        assert proc.stdin is not None
-        try:
-            proc.stdin.write(input)
-            proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
+        # Written from a thread: a child that never reads would otherwise block us on a full
+        # pipe before the timeout is ever checked.
+        def feed() -> None:
+            assert proc.stdin is not None
+            with contextlib.suppress(BrokenPipeError, OSError):
+                proc.stdin.write(input)
+                proc.stdin.close()
+
+        readers.append(threading.Thread(target=feed, daemon=True))
+        readers[-1].start()
 
     timed_out = cancelled = False
     deadline = None if timeout is None else start + timeout

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from nexus import dag
 from nexus.task import Status, Task, Transition
@@ -53,20 +53,26 @@ def retry_at(task: Task, policy: RetryPolicy) -> dt.datetime | None:
 
 
 def _with_status(task: Task, status: Status) -> Task:
-    from dataclasses import replace
-
     return replace(task, status=status)
 
 
 def promote(
-    tasks: Mapping[str, Task], now: dt.datetime, policy: RetryPolicy = RetryPolicy()
+    tasks: Mapping[str, Task],
+    now: dt.datetime,
+    policy: RetryPolicy = RetryPolicy(),
+    *,
+    seeds: Iterable[str] | None = None,
+    graph: dag.Graph | None = None,
 ) -> list[Transition]:
+    """Transitions to apply, with reasons.  With `seeds`, only what those tasks' changes can
+    affect is examined (the incremental path after a mutation); otherwise every task."""
+    # No cycle or missing-dep analysis is needed here: a task in a cycle, or waiting for a task
+    # that does not exist, never has all its deps complete, so it simply stays pending.
     current = dict(tasks)
-    blocked = dag.blocked_ids(current, dag.problems(current))
-    children = dag.children_of(current)
-    dependents = dag.dependents_of(current)
+    graph = graph or dag.graph(current)
+    children, dependents = graph.children, graph.dependents
     out: list[Transition] = []
-    queue = deque(sorted(current))
+    queue = deque(sorted(current) if seeds is None else [])
     queued = set(queue)
 
     def touch(tid: str) -> None:
@@ -83,6 +89,14 @@ def promote(
                     queue.append(child)
                     queued.add(child)
                 stack.append(child)
+
+    if seeds is not None:
+        for tid in seeds:
+            if tid in current and tid not in queued:
+                queue.append(tid)
+                queued.add(tid)
+            if tid in current:
+                touch(tid)
 
     def move(task: Task, dst: Status, reason: str) -> None:
         out.append(Transition(task.id, task.status, dst, reason))
@@ -101,8 +115,6 @@ def promote(
                 n = policy.retries_for(task)
                 move(task, Status.PENDING, f"retry {task.attempts} of {n} after: {task.error}")
         elif task.status is Status.PENDING:
-            if tid in blocked:
-                continue
             waiting = dag.blockers(task, current)
             if not waiting:
                 deps = len(task.deps)
@@ -110,8 +122,8 @@ def promote(
                 move(task, Status.READY, why)
         elif task.status is Status.READY:
             waiting = dag.blockers(task, current)
-            if waiting or tid in blocked:
-                dep, owner, st = waiting[0] if waiting else ("?", tid, None)
+            if waiting:
+                dep, owner, st = waiting[0]
                 whose = "" if owner == tid else f" (a dep of parent {owner})"
                 move(task, Status.PENDING, f"dep {dep}{whose} is {st or 'missing'} again")
             elif kids := children.get(tid):
@@ -120,7 +132,3 @@ def promote(
                 if done and Status.COMPLETE in states:
                     move(task, Status.COMPLETE, f"all {len(kids)} children complete")
     return out
-
-
-def is_container(task: Task, tasks: Mapping[str, Task]) -> bool:
-    return any(t.parent == task.id for t in tasks.values())

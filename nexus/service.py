@@ -38,7 +38,15 @@ class Snapshot:
     tasks: dict[str, Task]
     broken: list[TaskFileError]
     warnings: list[str]
-    problems: list[dag.Problem]
+    digest: str = ""
+    _problems: list[dag.Problem] | None = None
+
+    @property
+    def problems(self) -> list[dag.Problem]:
+        """Structural problems of the graph (computed on first use: cycles cost a full pass)."""
+        if self._problems is None:
+            self._problems = dag.problems(self.tasks)
+        return self._problems
 
 
 @dataclass
@@ -68,12 +76,19 @@ class Service:
                 fix=f"run `git init` in {ws.root} (or recreate it with `nexus init`)",
             )
         self.repo = repo
+        self._snap: Snapshot | None = None
 
     # -- reading -----------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
+        """The workspace as it is on disk now."""
         scan = self.ws.scan()
-        return Snapshot(scan.tasks, scan.broken, scan.warnings, dag.problems(scan.tasks))
+        self._snap = Snapshot(scan.tasks, scan.broken, scan.warnings, scan.digest)
+        return self._snap
+
+    def current(self) -> Snapshot:
+        """The snapshot this service last read or wrote (read now if there is none)."""
+        return self._snap if self._snap is not None else self.snapshot()
 
     def resolve(self, tasks: Mapping[str, Task], ref: str) -> Task:
         """A task by id or by a unique id prefix."""
@@ -104,37 +119,67 @@ class Service:
     def sync(self) -> SyncReport:
         """Repair, commit people's edits, promote: what every command does first."""
         with self.ws.lock():
-            return self._sync_locked()
+            return self._sync_locked()[0]
 
-    def _sync_locked(self) -> SyncReport:
+    def _sync_locked(self) -> tuple[SyncReport, Snapshot]:
         report = SyncReport()
+        snap = self.snapshot()
+        settled_file = self.ws.runtime / "settled"
+        fingerprint = snap.digest + self.ws.owned_stat_digest(self.repo.git_dir)
+        intent = (self.ws.runtime / "intent.json").exists()
+        if not intent and _read(settled_file) == fingerprint:
+            # Nothing changed since a sync found the workspace committed and fully promoted:
+            # only time can have moved something (a failed task's retry backoff running out).
+            seeds = [t.id for t in snap.tasks.values() if t.status is Status.FAILED]
+            return report, self._promote_and_commit(snap, report, seeds)
         self._repair(report)
         self._commit_person_edits(report)
-        snap = self.snapshot()
+        if report.repaired or report.person_edits:
+            snap = self.snapshot()
+        snap = self._promote_and_commit(snap, report, None)
+        if not (report.repaired or report.person_edits or report.transitions):
+            settled_file.write_text(fingerprint)
+        return report, snap
+
+    def _promote_and_commit(
+        self, snap: Snapshot, report: SyncReport, seeds: Sequence[str] | None
+    ) -> Snapshot:
+        if seeds is not None and not seeds:
+            return snap
         batch = Batch(self.ws, snap.tasks, self.now())
-        batch.promote(self.policy())
+        batch.promote(self.policy(), seeds=seeds)
         if batch.transitions:
             commit = self._commit(batch, journal.summarize(batch.transitions, _titles(batch)))
             report.transitions.extend(batch.transitions)
             report.commits += [commit] if commit else []
-        return report
+            snap = Snapshot(batch.tasks, snap.broken, snap.warnings)
+        self._snap = snap
+        return snap
 
     def mutate(
         self,
         build: Callable[[Batch, Snapshot], str],
         facts: Mapping[str, str] | None = None,
         actor: str | None = None,
+        *,
+        snapshot: Snapshot | None = None,
     ) -> Batch:
         """Run `build` (which fills a batch and returns the commit summary) and commit the
-        result together with the promotions it causes."""
+        result together with the promotions it causes.
+
+        Without `snapshot`, the workspace is synced first (people's edits committed as theirs).
+        A long-running caller that keeps its own up-to-date snapshot (the daemon) may pass it;
+        the files being changed are re-read either way, so a stale snapshot cannot override
+        what is on disk.
+        """
         with self.ws.lock():
-            self._sync_locked()
-            snap = self.snapshot()
+            snap = snapshot if snapshot is not None else self._sync_locked()[1]
             batch = Batch(self.ws, snap.tasks, self.now())
             summary = build(batch, snap)
             _check_graph(batch)
             batch.promote(self.policy())
             self._commit(batch, summary, facts, actor)
+            self._snap = Snapshot(batch.tasks, snap.broken, snap.warnings)
             return batch
 
     def _commit(
@@ -394,6 +439,7 @@ class Service:
         facts: Mapping[str, str] | None = None,
         changes: Mapping[str, Any] | None = None,
         actor: str | None = None,
+        snapshot: Snapshot | None = None,
     ) -> Task:
         """complete / fail / cancel / retry (→ pending) / claim, with their side effects."""
         found: list[str] = []
@@ -422,7 +468,7 @@ class Service:
             batch.move(task.id, dst, reason, extra, append)
             return f"{dst if dst is not Status.PENDING else 'reopen'} {task.id} ({task.title[:80]})"
 
-        batch = self.mutate(build, facts, actor)
+        batch = self.mutate(build, facts, actor, snapshot=snapshot)
         return batch.tasks[found[0]]
 
     def edit(self, ref: str, assignments: Mapping[str, str]) -> Task:
@@ -561,6 +607,8 @@ def status_counts(tasks: Mapping[str, Task]) -> tuple[dict[str, int], float]:
 
 
 def _check_graph(batch: Batch) -> None:
+    if not any(t.dst is Status.PENDING for t in batch.transitions) and not batch.deps_changed:
+        return  # no dep was added or reopened: no new cycle is possible
     cycles = dag.find_cycles(batch.tasks)
     if cycles:
         raise ValidationError(
@@ -590,6 +638,13 @@ def _result_section(text: str, result: str, stamp: str) -> str:
 
 def _titles(batch: Batch) -> dict[str, str]:
     return {tid: t.title[:60] for tid, t in batch.tasks.items()}
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -151,30 +151,35 @@ class Task:
     body: str = field(default="", compare=False, repr=False)
 
     def summary(self) -> dict[str, Any]:
-        """The JSON object every surface shows for a task."""
-        return {
-            "id": self.id,
-            "title": self.title,
-            "kind": str(self.kind),
-            "status": str(self.status),
-            "size": str(self.size),
-            "role": self.role,
-            "deps": list(self.deps),
-            "parent": self.parent,
-            "priority": str(self.priority),
-            "engine": self.engine,
-            "model": self.model,
-            "attempts": self.attempts,
-            "max_retries": self.max_retries,
-            "acceptance": list(self.acceptance),
-            "touches": list(self.touches),
-            "assignee": self.assignee,
-            "session": self.session,
-            "created": self.created,
-            "updated": self.updated,
-            "started": self.started,
-            "finished": self.finished,
-            "error": self.error,
-            "cost": dict(self.cost),
-            "path": self.path,
-        }
+        """The JSON object every surface shows for a task.  Enums are `str` subclasses and
+        tuples encode as lists, so the values go to `json.dumps` as they are."""
+        d = self.__dict__
+        return {key: d[key] for key in SUMMARY_KEYS}
+
+
+SUMMARY_KEYS = (
+    "id",
+    "title",
+    "kind",
+    "status",
+    "size",
+    "role",
+    "deps",
+    "parent",
+    "priority",
+    "engine",
+    "model",
+    "attempts",
+    "max_retries",
+    "acceptance",
+    "touches",
+    "assignee",
+    "session",
+    "created",
+    "updated",
+    "started",
+    "finished",
+    "error",
+    "cost",
+    "path",
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from nexus import dag, journal
 from nexus.changes import Batch
 from nexus.errors import TransitionError
 from nexus.promote import RetryPolicy, promote
+from nexus.store import Workspace
 from nexus.task import TRANSITIONS, Status, Task, can_transition
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
@@ -52,10 +54,12 @@ def test_the_table_has_no_self_loops_and_terminal_states_only_reopen() -> None:
 
 @pytest.mark.parametrize(("src", "dst"), sorted(set(itertools.product(Status, Status)) - ALLOWED
                                                 - {(s, s) for s in Status}))  # fmt: skip
-def test_a_batch_refuses_moves_outside_the_table(src: Status, dst: Status, tmp_path: object) -> None:
-    batch = Batch(None, tasks(T("a", status=src)), NOW)  # type: ignore[arg-type]
+def test_a_batch_refuses_moves_outside_the_table(src: Status, dst: Status, tmp_path: Path) -> None:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "a.md").write_text(f"---\ntitle: A\nstatus: {src}\n---\n")
+    batch = Batch(Workspace(tmp_path), tasks(T("a", status=Status.PENDING)), NOW)
     with pytest.raises(TransitionError) as info:
-        batch.move("a", dst, "test")
+        batch.move("a", dst, "test")  # the file's status counts, not the stale snapshot's
     assert f"cannot go from {src} to {dst}" in str(info.value)
     assert info.value.fix
 

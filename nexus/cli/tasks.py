@@ -21,7 +21,9 @@ def warn(message: str) -> None:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    # Indented for a person at a terminal; compact (C encoder, ~20x faster) for programs.
+    indent = 2 if sys.stdout.isatty() else None
+    click.echo(json.dumps(data, indent=indent, ensure_ascii=False))
 
 
 def service(ctx: click.Context, actor: str = "cli") -> Service:
@@ -149,7 +151,7 @@ def list_(ctx: click.Context, statuses: tuple[str, ...], role: str | None, as_js
     from nexus.cli.render import task_line
 
     svc, _ = synced(ctx)
-    snap = svc.snapshot()
+    snap = svc.current()
     wanted = set(split_ids(statuses))
     tasks = [
         t
@@ -176,7 +178,7 @@ def show(ctx: click.Context, task_id: str, as_json: bool) -> None:
     from nexus.cli.render import task_detail
 
     svc, _ = synced(ctx)
-    snap = svc.snapshot()
+    snap = svc.current()
     task, _text = svc.ws.load_task(svc.resolve(snap.tasks, task_id))
     why = svc.why(task, snap)
     if as_json:
@@ -194,7 +196,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from nexus.service import status_counts
 
     svc, _ = synced(ctx)
-    snap = svc.snapshot()
+    snap = svc.current()
     counts, progress = status_counts(snap.tasks)
     if as_json:
         emit_json(
@@ -305,7 +307,7 @@ def edit(ctx: click.Context, task_id: str, assignments: tuple[str, ...]) -> None
 def validate(ctx: click.Context, as_json: bool) -> None:
     """Check every file; list each problem (file, field, message, fix).  Exit 1 if any."""
     svc = service(ctx)
-    snap = svc.snapshot()
+    snap = svc.current()
     errors = [_error_json(e) | {"severity": "error"} for e in snap.broken]
     errors += [_problem_json(p) for p in snap.problems]
     warnings = [*svc.ws.config.warnings, *snap.warnings]
@@ -334,7 +336,7 @@ def validate(ctx: click.Context, as_json: bool) -> None:
 def why(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """Why a task is not running (what it waits for, or why it failed)."""
     svc, _ = synced(ctx)
-    snap = svc.snapshot()
+    snap = svc.current()
     task = svc.resolve(snap.tasks, task_id)
     reasons = svc.why(task, snap)
     if as_json:
@@ -351,7 +353,7 @@ def why(ctx: click.Context, task_id: str, as_json: bool) -> None:
 def resume(ctx: click.Context, as_json: bool) -> None:
     """Reconcile (repair a crashed run, commit edits, promote), then show what is ready."""
     svc, report = synced(ctx)
-    snap = svc.snapshot()
+    snap = svc.current()
     ready = sorted(
         (t for t in snap.tasks.values() if str(t.status) == "ready"),
         key=lambda t: (t.priority.rank, t.created or "", t.id),

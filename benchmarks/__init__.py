@@ -1,0 +1,1 @@
+"""On-demand performance measurements; see docs/performance.md.  Never run as tests."""

@@ -1,0 +1,176 @@
+"""The journal never sweeps in a person's work, survives hooks, locks, races and crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import git, run_nexus
+
+
+def path_of(ws: Path, tid: str) -> Path:
+    return ws / json.loads(run_nexus("show", tid, "--json", cwd=ws).stdout)["path"]
+
+
+def test_commits_contain_only_nexus_paths_while_the_person_has_staged_and_unstaged_work(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "app"
+    repo.mkdir()
+    git("init", "-q", cwd=repo)
+    (repo / "app.py").write_text("v1\n")
+    git("add", "app.py", cwd=repo)
+    git("commit", "-qm", "app", cwd=repo)
+    run_nexus("init", "ws", cwd=repo)
+    ws = repo / "ws"
+    # The person stages one change and leaves another unstaged, in and out of the workspace.
+    (repo / "app.py").write_text("v2 staged\n")
+    git("add", "app.py", cwd=repo)
+    (repo / "app.py").write_text("v3 unstaged\n")
+    (repo / "notes.txt").write_text("untracked\n")
+    (ws / "scratch.txt").write_text("not a nexus path\n")
+    staged_before = git("diff", "--cached", "--name-status", cwd=repo)
+    a = run_nexus("add", "A", cwd=ws).stdout.strip()
+    run_nexus("complete", a, "--result", "ok", cwd=ws)
+    for rev in ("HEAD", "HEAD~1"):
+        files = git("show", "--name-only", "--format=", rev, cwd=repo).split()
+        assert files == [f"ws/tasks/{a[0]}/{a}.md"]
+    assert git("diff", "--cached", "--name-status", cwd=repo) == staged_before == "M\tapp.py\n"
+    assert (repo / "app.py").read_text() == "v3 unstaged\n"
+    assert git("show", ":app.py", cwd=repo) == "v2 staged\n"
+    status = git("status", "--porcelain", cwd=repo).splitlines()
+    assert sorted(status) == ["?? notes.txt", "?? ws/scratch.txt", "MM app.py"]
+    msg = git("log", "-1", "--format=%B", cwd=repo)
+    assert f"Nexus-Transition: {a} ready -> complete" in msg and "Nexus-Actor: cli" in msg
+
+
+def test_a_failing_pre_commit_hook_does_not_block_state_commits(workspace: Path) -> None:
+    hooks = workspace / ".git" / "hooks"
+    for name in ("pre-commit", "commit-msg", "prepare-commit-msg", "post-commit"):
+        hook = hooks / name
+        hook.write_text("#!/bin/sh\necho hook ran >> hook.log\nexit 1\n")
+        hook.chmod(0o755)
+    a = run_nexus("add", "A", cwd=workspace).stdout.strip()
+    run_nexus("complete", a, cwd=workspace)
+    assert "complete" in git("log", "-1", "--format=%s", cwd=workspace)
+    assert not (workspace / "hook.log").exists()
+    # The person's own commits still go through their hooks.
+    (workspace / "x.txt").write_text("x")
+    git("add", "x.txt", cwd=workspace)
+    assert subprocess.run(["git", "commit", "-qm", "mine"], cwd=workspace).returncode != 0
+
+
+def test_a_leftover_index_lock_from_a_dead_process_is_cleared(workspace: Path) -> None:
+    lock = workspace / ".git" / "index.lock"
+    lock.write_text("")
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    a = run_nexus("add", "A", cwd=workspace)
+    tid = a.stdout.strip()
+    assert "removed" in a.stderr and "index.lock" in a.stderr
+    assert not lock.exists()
+    assert f"add {tid}" in git("log", "-1", "--format=%s", cwd=workspace)
+    assert git("status", "--porcelain", cwd=workspace) == ""
+
+
+def test_a_fresh_index_lock_held_by_a_live_git_is_waited_for_not_removed(workspace: Path) -> None:
+    lock = workspace / ".git" / "index.lock"
+    lock.write_text("")
+    # Another git command "finishes" after half a second.
+    remover = subprocess.Popen([sys.executable, "-c",
+                                f"import time,os; time.sleep(0.5); os.remove({str(lock)!r})"])  # fmt: skip
+    tid = run_nexus("add", "A", cwd=workspace).stdout.strip()
+    remover.wait()
+    assert f"add {tid}" in git("log", "-1", "--format=%s", cwd=workspace)
+    assert git("status", "--porcelain", cwd=workspace) == ""
+
+
+def test_a_crash_between_writing_and_committing_is_repaired_by_resume(workspace: Path) -> None:
+    a = run_nexus("add", "A", cwd=workspace).stdout.strip()
+    b = run_nexus("add", "B", "--deps", a, cwd=workspace).stdout.strip()
+    # Run `nexus complete` in a process that dies right after the files are written.
+    crash = (
+        "import os, sys\n"
+        "from nexus import gitrepo\n"
+        "def die(*a, **k): os._exit(9)\n"
+        "gitrepo.Repo.commit_paths = die\n"
+        "from nexus.cli.main import main\n"
+        f"sys.exit(main(['complete', {a!r}, '--result', 'done before the crash']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", crash], cwd=workspace, capture_output=True)
+    assert proc.returncode == 9
+    assert "status: complete" in (workspace / "tasks" / a[0] / f"{a}.md").read_text()
+    assert git("status", "--porcelain", cwd=workspace) != ""
+    out = run_nexus("resume", "--json", cwd=workspace)
+    data = json.loads(out.stdout)
+    assert sorted(data["repaired"]) == sorted([f"tasks/{a[0]}/{a}.md", f"tasks/{b[0]}/{b}.md"])
+    assert [t["id"] for t in data["ready"]] == [b]
+    assert git("status", "--porcelain", cwd=workspace) == ""
+    msg = git("log", "-1", "--format=%B", cwd=workspace)
+    assert "(recovered)" in msg and f"Nexus-Transition: {a} ready -> complete" in msg
+    assert "Nexus-Actor: cli" in msg  # the crashed run's change, not a person's
+
+
+def test_a_person_committing_concurrently_is_never_overwritten(workspace: Path) -> None:
+    """Nexus and a person commit in a tight loop; every commit of both survives."""
+    ids = []
+    person = subprocess.Popen(
+        ["sh", "-c", "for i in $(seq 1 15); do echo $i > mine.txt; git add mine.txt; "
+                     "git commit -qm person-$i; done"],  # fmt: skip
+        cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for i in range(6):
+        ids.append(run_nexus("add", f"T{i}", cwd=workspace).stdout.strip())
+    person.wait()
+    subjects = git("log", "--format=%s", cwd=workspace)
+    for tid in ids:
+        assert f"add {tid}" in subjects
+    assert subjects.count("person-") == 15
+    git("fsck", "--no-progress", cwd=workspace)
+    tracked = git("ls-files", cwd=workspace).split()
+    assert all(f"tasks/{tid[0]}/{tid}.md" in tracked for tid in ids)
+
+
+def test_two_clones_creating_tasks_at_once_get_different_ids(tmp_path: Path) -> None:
+    origin = tmp_path / "origin"
+    run_nexus("init", str(origin), cwd=tmp_path)
+    clones = []
+    for name in ("one", "two"):
+        git("clone", "-q", str(origin), name, cwd=tmp_path)
+        clones.append(tmp_path / name)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c",
+             "from nexus.cli.main import main\n"
+             "for i in range(25): main(['add', f'task {i}'])\n"],
+            cwd=c, stdout=subprocess.PIPE, text=True,
+        )
+        for c in clones
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert all(len(o) == 25 for o in outs)
+    assert not set(outs[0]) & set(outs[1])
+    # The two histories merge without a conflict: every task is its own file.
+    git("pull", "-q", "--no-rebase", "--no-edit", str(clones[1]), "main", cwd=clones[0])
+    data = json.loads(run_nexus("list", "--json", cwd=clones[0]).stdout)
+    assert len(data) == 50
+
+
+def test_untouched_task_files_are_never_rewritten(workspace: Path) -> None:
+    hand = workspace / "tasks" / "hand.md"
+    original = "---\r\n# mine\r\ntitle: Hand   written\r\nzeta: 1\r\nstatus: ready\r\n---\r\nbody\r\n"
+    hand.write_bytes(original.encode())
+    run_nexus("status", cwd=workspace)  # commits the person's new file
+    other = run_nexus("add", "Other", cwd=workspace).stdout.strip()
+    run_nexus("complete", other, cwd=workspace)
+    run_nexus("status", cwd=workspace)
+    assert hand.read_bytes() == original.encode()
+    # And a nexus update keeps the person's keys, comments, order and line endings.
+    run_nexus("complete", "hand", "--result", "done", cwd=workspace)
+    text = hand.read_bytes().decode()
+    assert text.startswith("---\r\n# mine\r\ntitle: Hand   written\r\nzeta: 1\r\nstatus: complete\r\n")
+    assert text.endswith("body\r\n\r\n## Result\r\n\r\ndone\r\n")
