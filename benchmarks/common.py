@@ -50,14 +50,21 @@ def build_workspace(root: Path, n: int, seed: int = 7) -> list[str]:
 
 
 def git(root: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x"}  # fmt: skip
-    return subprocess.run(["git", *args], cwd=root, env=env, check=True,
-                          capture_output=True, text=True).stdout  # fmt: skip
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "b@x",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True
+    ).stdout
 
 
-def time_command(argv: Sequence[str], cwd: Path, runs: int,
-                 before: Callable[[], None] | None = None) -> list[float]:  # fmt: skip
+def time_command(
+    argv: Sequence[str], cwd: Path, runs: int, before: Callable[[], None] | None = None
+) -> list[float]:
     out = []
     for _ in range(runs):
         if before:

@@ -16,8 +16,13 @@ import time
 from pathlib import Path
 
 from benchmarks.common import (
-    build_workspace, drop_caches, nexus_argv, objects_size, summary, time_command,
-)  # fmt: skip
+    build_workspace,
+    drop_caches,
+    nexus_argv,
+    objects_size,
+    summary,
+    time_command,
+)
 
 
 def state_change_in_process(root: Path, runs: int, synced: bool) -> tuple[list[float], int]:
@@ -72,11 +77,21 @@ def main() -> None:
             print(f"repo growth per state change before gc: {growth / 1024:.1f} KB")
             times, _ = state_change_in_process(root, args.runs, synced=True)
             print(f"state change, synced first (ms): {summary(times)}")
-            ready = [t["id"] for t in json.loads(subprocess.run(
-                nexus_argv("list", "--status", "ready", "--json"), cwd=root,
-                capture_output=True, text=True, check=True).stdout)]  # fmt: skip
-            cli = [time_command(nexus_argv("complete", tid), root, 1)[0]
-                   for tid in ready[: args.runs]]  # fmt: skip
+            ready = [
+                t["id"]
+                for t in json.loads(
+                    subprocess.run(
+                        nexus_argv("list", "--status", "ready", "--json"),
+                        cwd=root,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout
+                )
+            ]
+            cli = [
+                time_command(nexus_argv("complete", tid), root, 1)[0] for tid in ready[: args.runs]
+            ]
             print(f"state change, CLI `nexus complete` (ms): {summary(cli)}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

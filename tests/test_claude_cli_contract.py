@@ -66,8 +66,17 @@ class Model:
         messages = body.get("messages") or []
         fresh = not any(m.get("role") == "assistant" for m in messages)
         if fresh and FIRST_PROMPT in json.dumps(messages):
-            return {"tool_calls": [{"name": "Write", "input": {
-                "file_path": str(self.target), "content": "hi from the real CLI\n"}}]}  # fmt: skip
+            return {
+                "tool_calls": [
+                    {
+                        "name": "Write",
+                        "input": {
+                            "file_path": str(self.target),
+                            "content": "hi from the real CLI\n",
+                        },
+                    }
+                ]
+            }
         return "Second answer, same session."
 
 

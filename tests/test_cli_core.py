@@ -20,13 +20,29 @@ def path_of(ws: Path, tid: str) -> Path:
 
 
 def test_the_readme_session_promotes_and_commits(tmp_path: Path) -> None:
-    run_nexus("init", "auth-migration", "--goal", "Migrate our auth service to OAuth2", cwd=tmp_path)
+    run_nexus(
+        "init", "auth-migration", "--goal", "Migrate our auth service to OAuth2", cwd=tmp_path
+    )
     ws = tmp_path / "auth-migration"
-    a = run_nexus("add", "Research OAuth2 flows", "--size", "S", "--role", "aria", cwd=ws).stdout.strip()
-    b = run_nexus("add", "Implement token endpoint", "--size", "M", "--role", "code", "--deps", a,
-                  cwd=ws).stdout.strip()  # fmt: skip
-    c = run_nexus("add", "Write endpoint tests", "--size", "M", "--role", "alpha", "--deps", b,
-                  "--acceptance", "covers refresh", cwd=ws).stdout.strip()  # fmt: skip
+    a = run_nexus(
+        "add", "Research OAuth2 flows", "--size", "S", "--role", "aria", cwd=ws
+    ).stdout.strip()
+    b = run_nexus(
+        "add", "Implement token endpoint", "--size", "M", "--role", "code", "--deps", a, cwd=ws
+    ).stdout.strip()
+    c = run_nexus(
+        "add",
+        "Write endpoint tests",
+        "--size",
+        "M",
+        "--role",
+        "alpha",
+        "--deps",
+        b,
+        "--acceptance",
+        "covers refresh",
+        cwd=ws,
+    ).stdout.strip()
     assert re.fullmatch(r"[0-9a-z]{8}", a)
     status = json.loads(run_nexus("status", "--json", cwd=ws).stdout)
     assert status["counts"]["ready"] == 1 and status["counts"]["pending"] == 2
@@ -54,25 +70,41 @@ def test_the_readme_session_promotes_and_commits(tmp_path: Path) -> None:
 
     log = json.loads(run_nexus("log", a, "--json", cwd=ws).stdout)
     assert [(e["actor"], t["from"], t["to"]) for e in log for t in e["transitions"]] == [
-        ("user", "ready", "complete"), ("cli", "pending", "ready")]  # fmt: skip
+        ("user", "ready", "complete"),
+        ("cli", "pending", "ready"),
+    ]
     assert log[-1]["created"] == [a]
     text_log = run_nexus("log", cwd=ws).stdout
     assert f"cli     {c:<10} created" in text_log
 
 
 def test_list_and_show_json_have_the_documented_fields(workspace: Path) -> None:
-    tid = run_nexus("add", "One", "--role", "aria", "--priority", "high", cwd=workspace).stdout.strip()
+    tid = run_nexus(
+        "add", "One", "--role", "aria", "--priority", "high", cwd=workspace
+    ).stdout.strip()
     listed = json.loads(run_nexus("list", "--json", cwd=workspace).stdout)
     assert isinstance(listed, list) and len(listed) == 1
-    for key in ("id", "title", "kind", "status", "size", "role", "deps", "parent", "priority", "path"):
+    for key in (
+        "id",
+        "title",
+        "kind",
+        "status",
+        "size",
+        "role",
+        "deps",
+        "parent",
+        "priority",
+        "path",
+    ):
         assert key in listed[0]
     assert listed[0]["path"] == f"tasks/{tid[0]}/{tid}.md"
     shown = json.loads(run_nexus("show", tid[:5], "--json", cwd=workspace).stdout)
     assert shown["id"] == tid and shown["priority"] == "high"
     added = json.loads(run_nexus("add", "Two", "--json", cwd=workspace).stdout)
     assert added["title"] == "Two" and added["status"] == "ready"
-    only_ready = json.loads(run_nexus("list", "--status", "ready", "--role", "aria", "--json",
-                                      cwd=workspace).stdout)  # fmt: skip
+    only_ready = json.loads(
+        run_nexus("list", "--status", "ready", "--role", "aria", "--json", cwd=workspace).stdout
+    )
     assert [t["id"] for t in only_ready] == [tid]
 
 
@@ -190,7 +222,9 @@ def test_a_dep_on_a_missing_task_and_a_cycle_are_reported_by_validate(workspace:
         (["--engine", "nope"], "unknown engine 'nope'"),
     ],
 )
-def test_bad_add_arguments_are_refused_with_a_fix(workspace: Path, args: list[str], words: str) -> None:
+def test_bad_add_arguments_are_refused_with_a_fix(
+    workspace: Path, args: list[str], words: str
+) -> None:
     head = git("rev-parse", "HEAD", cwd=workspace)
     out = run_nexus("add", "T", *args, cwd=workspace, check=False)
     assert out.returncode == 1, out.stderr
@@ -218,7 +252,11 @@ def test_exit_codes_for_usage_errors_and_missing_workspace(tmp_path: Path) -> No
     assert run_nexus("add", cwd=tmp_path, check=False).returncode == 2
     assert run_nexus("frobnicate", cwd=tmp_path, check=False).returncode == 2
     out = run_nexus("status", cwd=tmp_path, check=False)
-    assert out.returncode == 1 and "no nexus workspace here" in out.stderr and "nexus init" in out.stderr
+    assert (
+        out.returncode == 1
+        and "no nexus workspace here" in out.stderr
+        and "nexus init" in out.stderr
+    )
     out = run_nexus("--workspace", str(tmp_path / "nope"), "status", cwd=tmp_path, check=False)
     assert out.returncode == 1 and "is not a nexus workspace" in out.stderr
 
@@ -281,7 +319,8 @@ def test_init_in_a_subfolder_of_an_existing_repo_commits_only_its_own_files(tmp_
     assert git("status", "--porcelain", cwd=repo) == "?? wip.py\n"
     tid = run_nexus("add", "Inside", cwd=repo / "plan").stdout.strip()
     assert git("show", "--name-only", "--format=", "HEAD", cwd=repo).split() == [
-        f"plan/tasks/{tid[0]}/{tid}.md"]  # fmt: skip
+        f"plan/tasks/{tid[0]}/{tid}.md"
+    ]
 
 
 def test_subfolders_of_tasks_and_hand_written_ids_work(workspace: Path) -> None:
@@ -290,4 +329,6 @@ def test_subfolders_of_tasks_and_hand_written_ids_work(workspace: Path) -> None:
     (folder / "design.md").write_text("---\ntitle: Design\n---\n")
     (folder / "build.md").write_text("---\ntitle: Build\ndeps: [design]\n---\n")
     run_nexus("complete", "design", cwd=workspace)
-    assert json.loads(run_nexus("show", "build", "--json", cwd=workspace).stdout)["status"] == "ready"
+    assert (
+        json.loads(run_nexus("show", "build", "--json", cwd=workspace).stdout)["status"] == "ready"
+    )

@@ -81,8 +81,9 @@ def test_a_fresh_index_lock_held_by_a_live_git_is_waited_for_not_removed(workspa
     lock = workspace / ".git" / "index.lock"
     lock.write_text("")
     # Another git command "finishes" after half a second.
-    remover = subprocess.Popen([sys.executable, "-c",
-                                f"import time,os; time.sleep(0.5); os.remove({str(lock)!r})"])  # fmt: skip
+    remover = subprocess.Popen(
+        [sys.executable, "-c", f"import time,os; time.sleep(0.5); os.remove({str(lock)!r})"]
+    )
     tid = run_nexus("add", "A", cwd=workspace).stdout.strip()
     remover.wait()
     assert f"add {tid}" in git("log", "-1", "--format=%s", cwd=workspace)
@@ -119,10 +120,16 @@ def test_a_person_committing_concurrently_is_never_overwritten(workspace: Path) 
     """Nexus and a person commit in a tight loop; every commit of both survives."""
     ids = []
     person = subprocess.Popen(
-        ["sh", "-c", "for i in $(seq 1 15); do echo $i > mine.txt; git add mine.txt; "
-                     "git commit -qm person-$i; done"],  # fmt: skip
-        cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "sh",
+            "-c",
+            "for i in $(seq 1 15); do echo $i > mine.txt; git add mine.txt; "
+            "git commit -qm person-$i; done",
+        ],
+        cwd=workspace,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for i in range(6):
         ids.append(run_nexus("add", f"T{i}", cwd=workspace).stdout.strip())
     person.wait()
@@ -144,13 +151,17 @@ def test_two_clones_creating_tasks_at_once_get_different_ids(tmp_path: Path) -> 
         clones.append(tmp_path / name)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c",
-             "from nexus.cli.main import main\n"
-             "for i in range(25): main(['add', f'task {i}'])\n"],
-            cwd=c, stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                "from nexus.cli.main import main\nfor i in range(25): main(['add', f'task {i}'])\n",
+            ],
+            cwd=c,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for c in clones
-    ]  # fmt: skip
+    ]
     outs = [p.communicate(timeout=120)[0].split() for p in procs]
     assert all(len(o) == 25 for o in outs)
     assert not set(outs[0]) & set(outs[1])
@@ -162,7 +173,9 @@ def test_two_clones_creating_tasks_at_once_get_different_ids(tmp_path: Path) -> 
 
 def test_untouched_task_files_are_never_rewritten(workspace: Path) -> None:
     hand = workspace / "tasks" / "hand.md"
-    original = "---\r\n# mine\r\ntitle: Hand   written\r\nzeta: 1\r\nstatus: ready\r\n---\r\nbody\r\n"
+    original = (
+        "---\r\n# mine\r\ntitle: Hand   written\r\nzeta: 1\r\nstatus: ready\r\n---\r\nbody\r\n"
+    )
     hand.write_bytes(original.encode())
     run_nexus("status", cwd=workspace)  # commits the person's new file
     other = run_nexus("add", "Other", cwd=workspace).stdout.strip()
@@ -172,5 +185,7 @@ def test_untouched_task_files_are_never_rewritten(workspace: Path) -> None:
     # And a nexus update keeps the person's keys, comments, order and line endings.
     run_nexus("complete", "hand", "--result", "done", cwd=workspace)
     text = hand.read_bytes().decode()
-    assert text.startswith("---\r\n# mine\r\ntitle: Hand   written\r\nzeta: 1\r\nstatus: complete\r\n")
+    assert text.startswith(
+        "---\r\n# mine\r\ntitle: Hand   written\r\nzeta: 1\r\nstatus: complete\r\n"
+    )
     assert text.endswith("body\r\n\r\n## Result\r\n\r\ndone\r\n")

@@ -20,7 +20,7 @@ NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 S = Status
 
 
-def T(tid: str, **kw: object) -> Task:  # noqa: N802 - reads like a constructor
+def T(tid: str, **kw: object) -> Task:
     return Task(id=tid, title=f"task {tid}", path=f"tasks/{tid}.md", **kw)  # type: ignore[arg-type]
 
 
@@ -29,20 +29,33 @@ def tasks(*items: Task) -> dict[str, Task]:
 
 
 ALLOWED = {
-    (S.PENDING, S.READY), (S.PENDING, S.CANCELLED),
-    (S.READY, S.ASSIGNED), (S.READY, S.PENDING), (S.READY, S.CANCELLED), (S.READY, S.COMPLETE),
+    (S.PENDING, S.READY),
+    (S.PENDING, S.CANCELLED),
+    (S.READY, S.ASSIGNED),
+    (S.READY, S.PENDING),
+    (S.READY, S.CANCELLED),
+    (S.READY, S.COMPLETE),
     (S.READY, S.FAILED),
-    (S.ASSIGNED, S.IN_PROGRESS), (S.ASSIGNED, S.READY), (S.ASSIGNED, S.CANCELLED),
-    (S.ASSIGNED, S.FAILED), (S.ASSIGNED, S.COMPLETE),
-    (S.IN_PROGRESS, S.COMPLETE), (S.IN_PROGRESS, S.FAILED), (S.IN_PROGRESS, S.READY),
+    (S.ASSIGNED, S.IN_PROGRESS),
+    (S.ASSIGNED, S.READY),
+    (S.ASSIGNED, S.CANCELLED),
+    (S.ASSIGNED, S.FAILED),
+    (S.ASSIGNED, S.COMPLETE),
+    (S.IN_PROGRESS, S.COMPLETE),
+    (S.IN_PROGRESS, S.FAILED),
+    (S.IN_PROGRESS, S.READY),
     (S.IN_PROGRESS, S.CANCELLED),
-    (S.FAILED, S.PENDING), (S.FAILED, S.CANCELLED),
-    (S.COMPLETE, S.PENDING), (S.CANCELLED, S.PENDING),
-}  # fmt: skip
+    (S.FAILED, S.PENDING),
+    (S.FAILED, S.CANCELLED),
+    (S.COMPLETE, S.PENDING),
+    (S.CANCELLED, S.PENDING),
+}
 
 
 @pytest.mark.parametrize(("src", "dst"), list(itertools.product(Status, Status)))
-def test_every_pair_of_statuses_is_allowed_or_refused_by_the_table(src: Status, dst: Status) -> None:
+def test_every_pair_of_statuses_is_allowed_or_refused_by_the_table(
+    src: Status, dst: Status
+) -> None:
     assert can_transition(src, dst) == ((src, dst) in ALLOWED)
 
 
@@ -52,8 +65,10 @@ def test_the_table_has_no_self_loops_and_terminal_states_only_reopen() -> None:
     assert TRANSITIONS[S.CANCELLED] == {S.PENDING}
 
 
-@pytest.mark.parametrize(("src", "dst"), sorted(set(itertools.product(Status, Status)) - ALLOWED
-                                                - {(s, s) for s in Status}))  # fmt: skip
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    sorted(set(itertools.product(Status, Status)) - ALLOWED - {(s, s) for s in Status}),
+)
 def test_a_batch_refuses_moves_outside_the_table(src: Status, dst: Status, tmp_path: Path) -> None:
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "a.md").write_text(f"---\ntitle: A\nstatus: {src}\n---\n")
@@ -73,11 +88,17 @@ def test_dependent_becomes_ready_when_last_dep_completes() -> None:
 
 
 def test_diamond_promotes_the_join_only_after_both_sides() -> None:
-    ts = tasks(T("top", status=S.COMPLETE), T("left", deps=("top",)), T("right", deps=("top",)),
-               T("join", deps=("left", "right")))  # fmt: skip
+    ts = tasks(
+        T("top", status=S.COMPLETE),
+        T("left", deps=("top",)),
+        T("right", deps=("top",)),
+        T("join", deps=("left", "right")),
+    )
     assert {t.task_id for t in promote(ts, NOW)} == {"left", "right"}
-    ts.update(left=T("left", status=S.COMPLETE, deps=("top",)),
-              right=T("right", status=S.READY, deps=("top",)))  # fmt: skip
+    ts.update(
+        left=T("left", status=S.COMPLETE, deps=("top",)),
+        right=T("right", status=S.READY, deps=("top",)),
+    )
     assert promote(ts, NOW) == []
     ts["right"] = T("right", status=S.COMPLETE, deps=("top",))
     assert [(t.task_id, t.dst) for t in promote(ts, NOW)] == [("join", S.READY)]
@@ -118,8 +139,11 @@ def test_children_wait_for_their_parents_deps() -> None:
 
 
 def test_a_container_completes_when_its_children_do() -> None:
-    ts = tasks(T("m", status=S.READY), T("k1", parent="m", status=S.COMPLETE),
-               T("k2", parent="m", status=S.CANCELLED))  # fmt: skip
+    ts = tasks(
+        T("m", status=S.READY),
+        T("k1", parent="m", status=S.COMPLETE),
+        T("k2", parent="m", status=S.CANCELLED),
+    )
     [t] = promote(ts, NOW)
     assert (t.task_id, t.dst, t.reason) == ("m", S.COMPLETE, "all 2 children complete")
 
@@ -130,7 +154,7 @@ def test_failed_task_is_retried_after_backoff_while_retries_remain() -> None:
     assert promote(tasks(failed), NOW, policy) == []  # 2 s after failing: backoff not over
     later = NOW + dt.timedelta(seconds=4)
     moves = promote(tasks(failed), later, policy)
-    assert [(t.dst, t.reason) for t in moves][0] == (S.PENDING, "retry 1 of 2 after: boom")
+    assert next((t.dst, t.reason) for t in moves) == (S.PENDING, "retry 1 of 2 after: boom")
     spent = T("f", status=S.FAILED, attempts=3, finished="2026-11-22T00:00:00Z")
     assert promote(tasks(spent), later, policy) == []
 
@@ -144,8 +168,12 @@ def test_cycles_are_reported_with_their_path() -> None:
 
 
 def test_missing_self_and_cancelled_deps_are_reported() -> None:
-    ts = tasks(T("a", deps=("a",)), T("b", deps=("ghost",)), T("x", status=S.CANCELLED),
-               T("c", deps=("x",)))  # fmt: skip
+    ts = tasks(
+        T("a", deps=("a",)),
+        T("b", deps=("ghost",)),
+        T("x", status=S.CANCELLED),
+        T("c", deps=("x",)),
+    )
     found = {(p.task_id, p.severity, p.message) for p in dag.problems(ts)}
     assert ("a", "error", "task a depends on itself") in found
     assert ("b", "error", "task b depends on ghost, which does not exist") in found
@@ -157,17 +185,28 @@ def test_commit_messages_carry_trailers_that_git_parses() -> None:
     from nexus.task import Transition
 
     change = journal.Change(
-        "complete a (Research)", "daemon",
-        [Transition("a", S.IN_PROGRESS, S.COMPLETE, "engine succeeded"),
-         Transition("b", S.PENDING, S.READY, "all 1 deps complete")],
+        "complete a (Research)",
+        "daemon",
+        [
+            Transition("a", S.IN_PROGRESS, S.COMPLETE, "engine succeeded"),
+            Transition("b", S.PENDING, S.READY, "all 1 deps complete"),
+        ],
         facts={"Agent": "aria", "Engine": "script", "Cost-USD": "0.0125", "Tokens": "10/20"},
-    )  # fmt: skip
+    )
     msg = journal.message(change)
-    parsed = subprocess.run(["git", "interpret-trailers", "--parse"], input=msg,
-                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    parsed = subprocess.run(
+        ["git", "interpret-trailers", "--parse"],
+        input=msg,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert parsed.splitlines() == [
         "Nexus-Transition: a in_progress -> complete",
         "Nexus-Transition: b pending -> ready",
-        "Nexus-Agent: aria", "Nexus-Engine: script", "Nexus-Cost-USD: 0.0125",
-        "Nexus-Tokens: 10/20", "Nexus-Actor: daemon",
-    ]  # fmt: skip
+        "Nexus-Agent: aria",
+        "Nexus-Engine: script",
+        "Nexus-Cost-USD: 0.0125",
+        "Nexus-Tokens: 10/20",
+        "Nexus-Actor: daemon",
+    ]

@@ -16,7 +16,12 @@ def parse(text: str, path: str = "tasks/a/a1.md") -> taskfile.Parsed:
 def test_defaults_fill_what_the_file_leaves_out() -> None:
     t = parse("---\ntitle: Research\n---\nbody\n").task
     assert (t.id, t.kind, t.status, t.size, t.priority) == (
-        "a1", Kind.TASK, Status.PENDING, Size.M, Priority.NORMAL)  # fmt: skip
+        "a1",
+        Kind.TASK,
+        Status.PENDING,
+        Size.M,
+        Priority.NORMAL,
+    )
     assert t.body == "body\n"
 
 
@@ -49,7 +54,9 @@ def test_comma_separated_deps_are_accepted() -> None:
         ("cost: 3", "cost", "mapping"),
     ],
 )
-def test_bad_field_values_name_the_field_and_the_fix(frontmatter: str, field: str, words: str) -> None:
+def test_bad_field_values_name_the_field_and_the_fix(
+    frontmatter: str, field: str, words: str
+) -> None:
     title = "" if frontmatter.startswith("title") else "title: t\n"
     with pytest.raises(TaskFileError) as info:
         parse(f"---\n{title}{frontmatter}\n---\n")
@@ -70,12 +77,15 @@ def test_a_missing_title_is_an_error_with_the_fix() -> None:
 def test_update_keeps_everything_it_does_not_set() -> None:
     text = "---\nmine: 1\ntitle: t\nstatus: ready\n---\n# Notes\n\nKeep me.\n"
     out = taskfile.update(text, {"status": "complete"}, append="## Result\n\nDone.")
-    assert out == "---\nmine: 1\ntitle: t\nstatus: complete\n---\n# Notes\n\nKeep me.\n\n## Result\n\nDone.\n"
+    expected = "---\nmine: 1\ntitle: t\nstatus: complete\n---\n# Notes\n\nKeep me.\n"
+    assert out == expected + "\n## Result\n\nDone.\n"
 
 
 def test_agent_output_with_frontmatter_markers_is_made_harmless() -> None:
     text = "---\ntitle: t\n---\n"
-    out = taskfile.update(text, {}, append="## Result\n\n" + taskfile.safe_block("---\nstatus: x\n---"))
+    out = taskfile.update(
+        text, {}, append="## Result\n\n" + taskfile.safe_block("---\nstatus: x\n---")
+    )
     t = parse(out).task
     assert t.status is Status.PENDING
     assert "    ---" in out
