@@ -72,6 +72,11 @@ class Batch:
         self.tasks[task_id] = new
         return new
 
+    def put(self, path: str, text: str) -> None:
+        """Write any other owned file (a scratchpad, sessions, a plan) in this batch's commit.
+        `path` is relative to the workspace."""
+        self.texts[path] = text
+
     def create(self, path: str, text: str) -> Task:
         new = taskfile.parse(text, path, Path(path).stem).task
         self.texts[path] = text
