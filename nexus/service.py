@@ -596,6 +596,70 @@ class Service:
         entries = journal.parse_log(out)
         return journal.for_task(entries, task_id) if task_id else entries
 
+    # -- messages ----------------------------------------------------------------------------
+    # Scratchpad mailboxes; the format and the read state are described in nexus/scratchpads.py.
+
+    from nexus.scratchpads import Message  # here, not at the top, to keep this block in one piece
+
+    def send_message(
+        self, frm: str, to: str, text: str, type: str = "note", task: str | None = None
+    ) -> Message:
+        """Append a message to `scratchpads/<frm>_to_<to>.md` and commit it (trailer
+        `Nexus-Message: <id>`).  `to` is a role or `all`; `frm` a role, `user`, `prime` or
+        `nexus`; `task` an id or unique prefix."""
+        from nexus import scratchpads
+
+        roles = self.roles()
+        scratchpads.check_sender(frm, roles)
+        scratchpads.check_recipient(to, roles)
+        scratchpads.check_type(type)
+        rel = scratchpads.pad_path(frm, to)
+        path = self.ws.inside(rel)
+        facts: dict[str, str] = {}
+        sent: list[scratchpads.Message] = []
+
+        def build(batch: Batch, snap: Snapshot) -> str:
+            task_id = self.resolve(batch.tasks, task).id if task is not None else None
+            message = scratchpads.compose(frm, to, text, type, task_id, batch.stamp)
+            old = self.ws.read_text(path) if path.exists() else None
+            batch.put(rel, scratchpads.append(old, message))
+            facts["Message"] = message.id
+            sent.append(message)
+            return f"message {frm} → {to} ({type})"
+
+        self.mutate(build, facts)
+        return sent[0]
+
+    def inbox(self, role: str, unread_only: bool = True, limit: int | None = 20) -> list[Message]:
+        """Messages to `role` (and broadcasts), oldest first: the newest `limit` of them (None
+        or 0: all).  `scratchpads.newest` says how many a limit leaves out."""
+        from nexus import scratchpads
+
+        scratchpads.check_role(role, self.roles())
+        messages = scratchpads.read_inbox(self.ws, role)
+        if unread_only:
+            read = scratchpads.read_ids(self.ws, role)
+            messages = [m for m in messages if m.id not in read]
+        return scratchpads.newest(messages, limit)[0]
+
+    def mark_read(self, role: str, ids: Sequence[str]) -> int:
+        """Mark messages of `role`'s inbox read; returns how many were unread."""
+        from nexus import scratchpads
+
+        scratchpads.check_role(role, self.roles())
+        return scratchpads.mark_read(self.ws, role, ids)
+
+    def inbox_for_prompt(self, role: str, limit: int = 20) -> tuple[list[Message], int]:
+        """The unread messages for a role's next prompt (the newest `limit`) and how many older
+        unread ones were left out.  All of them count as read from now on: the prompt says how
+        many were left out and where they are."""
+        from nexus import scratchpads
+
+        unread = self.inbox(role, limit=None)
+        if unread:
+            scratchpads.mark_read(self.ws, role, [m.id for m in unread])
+        return scratchpads.newest(unread, limit)
+
 
 def status_counts(tasks: Mapping[str, Task]) -> tuple[dict[str, int], float]:
     counts = {str(s): 0 for s in Status}
