@@ -100,12 +100,12 @@ def _checked(parse: Any, fields: Mapping[str, Any], key: str) -> Any:
 
 
 def _text(fields: Mapping[str, Any], key: str) -> str | None:
-    value: str | None = _checked(taskfile._text, fields, key)
+    value: str | None = _checked(taskfile.text_field, fields, key)
     return value.strip() or None if value else None
 
 
 def _words(fields: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    words: tuple[str, ...] = _checked(taskfile._list, fields, key)
+    words: tuple[str, ...] = _checked(taskfile.list_field, fields, key)
     return words
 
 

@@ -42,6 +42,7 @@ class Batch:
         self.transitions: list[Transition] = []
         self.created: list[str] = []
         self.deps_changed = False
+        self.extra_paths: list[str] = []  # repo-relative files an agent changed, committed too
 
     @property
     def stamp(self) -> str:

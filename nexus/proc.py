@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +77,45 @@ class ProcResult:
         return f"{name} exited with code {self.returncode}{detail}"
 
 
+_tracking = threading.local()
+
+
+@contextlib.contextmanager
+def track_groups(path: Path) -> Iterator[None]:
+    """Within this block (on this thread), record the process group of every child started by
+    `run` in `path`, one per line, so a restarted daemon can kill what a dead one left."""
+    _tracking.path = path
+    try:
+        yield
+    finally:
+        _tracking.path = None
+        path.unlink(missing_ok=True)
+
+
+def kill_tracked(path: Path) -> list[int]:
+    """Kill every process group listed in `path` (left by a dead daemon); returns them."""
+    killed = []
+    try:
+        groups = [int(x) for x in path.read_text().split()]
+    except (OSError, ValueError):
+        groups = []
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+            killed.append(pgid)
+    path.unlink(missing_ok=True)
+    return killed
+
+
+def _record_group(pid: int) -> None:
+    path = getattr(_tracking, "path", None)
+    if path is not None:
+        with contextlib.suppress(OSError), open(path, "a") as fh:
+            fh.write(f"{pid}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
 def _kill_group(proc: subprocess.Popen[str], grace: float = 2.0) -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -123,6 +162,7 @@ def run(
             fix=f"check that {argv[0]} is installed and on PATH (run `nexus doctor`)",
         ) from exc
 
+    _record_group(proc.pid)  # start_new_session: the child's pid is its process group
     out_parts: list[str] = []
     err_parts: list[str] = []
 

@@ -84,7 +84,7 @@ def _enum(fields: Mapping[str, Any], key: str, enum: Any, default: Any, path: st
         ) from None
 
 
-def _text(fields: Mapping[str, Any], key: str, path: str) -> str | None:
+def text_field(fields: Mapping[str, Any], key: str, path: str) -> str | None:
     value = fields.get(key)
     if value is None:
         return None
@@ -104,7 +104,7 @@ def _number(fields: Mapping[str, Any], key: str, path: str, *, integer: bool) ->
     return value
 
 
-def _list(fields: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+def list_field(fields: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
     value = fields.get(key)
     if value is None:
         return ()
@@ -132,19 +132,19 @@ def fields_to_task(fields: Mapping[str, Any], body: str, path: str, default_id: 
     if problem:
         src = "field id" if "id" in fields else "the file name"
         raise _fail(path, "id", f"{problem} (from {src})", "rename it to something like 'auth-42'")
-    title = _text(fields, "title", path)
+    title = text_field(fields, "title", path)
     if not title or not title.strip():
         raise _fail(path, "title", "a task needs a title", "add a line 'title: what to do'")
     if "\n" in title:
         raise _fail(path, "title", "the title must be one line", "move details into the body")
-    deps = _list(fields, "deps", path)
+    deps = list_field(fields, "deps", path)
     for dep in deps:
         if p := id_problem(dep):
             raise _fail(path, "deps", p, "list task ids, e.g. 'deps: [auth-1, auth-2]'")
-    parent = _text(fields, "parent", path)
+    parent = text_field(fields, "parent", path)
     if parent is not None and (p := id_problem(parent)):
         raise _fail(path, "parent", p, "name the id of the enclosing task")
-    role = _text(fields, "role", path)
+    role = text_field(fields, "role", path)
     if role is not None and (p := id_problem(role, "role name")):
         raise _fail(path, "role", p, "name a file in agents/")
     cost = fields.get("cost") or {}
@@ -161,23 +161,23 @@ def fields_to_task(fields: Mapping[str, Any], body: str, path: str, default_id: 
         deps=deps,
         parent=parent,
         priority=_enum(fields, "priority", Priority, Priority.NORMAL, path),
-        engine=_text(fields, "engine", path),
-        model=_text(fields, "model", path),
+        engine=text_field(fields, "engine", path),
+        model=text_field(fields, "model", path),
         max_retries=_number(fields, "max_retries", path, integer=True),
         attempts=_number(fields, "attempts", path, integer=True) or 0,
         timeout=_number(fields, "timeout", path, integer=False),
-        acceptance=_list(fields, "acceptance", path),
-        context=_list(fields, "context", path),
-        touches=_list(fields, "touches", path),
-        verify=_text(fields, "verify", path),
+        acceptance=list_field(fields, "acceptance", path),
+        context=list_field(fields, "context", path),
+        touches=list_field(fields, "touches", path),
+        verify=text_field(fields, "verify", path),
         budget_usd=_number(fields, "budget_usd", path, integer=False),
-        session=_text(fields, "session", path),
-        assignee=_text(fields, "assignee", path),
-        created=_text(fields, "created", path),
-        updated=_text(fields, "updated", path),
-        started=_text(fields, "started", path),
-        finished=_text(fields, "finished", path),
-        error=_text(fields, "error", path),
+        session=text_field(fields, "session", path),
+        assignee=text_field(fields, "assignee", path),
+        created=text_field(fields, "created", path),
+        updated=text_field(fields, "updated", path),
+        started=text_field(fields, "started", path),
+        finished=text_field(fields, "finished", path),
+        error=text_field(fields, "error", path),
         cost=cost,
         fields=dict(fields),
         body=body,

@@ -17,13 +17,15 @@ of these keys:
     session: ID                      report this session id (else the job's is kept)
     result: TEXT                     the final text (default "done")
 
-Text fields may use {task_id}, {title}, {role}, {attempt}.  The setting `fail_attempts: N`
+Text fields may use {task_id}, {title}, {role}, {attempt}, {python} (the Python running nexus),
+{workdir}, and {output} (what the last `run` step printed).  The setting `fail_attempts: N`
 fails every run while the task's `attempts` is below N, for retry tests.
 """
 
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,9 +44,17 @@ from nexus.engines.cli_common import (
 )
 
 STEP_KINDS = (
-    "write", "append", "message", "run", "sleep", "fail", "rate_limit", "usage", "session",
+    "write",
+    "append",
+    "message",
+    "run",
+    "sleep",
+    "fail",
+    "rate_limit",
+    "usage",
+    "session",
     "result",
-)  # fmt: skip
+)
 
 
 class ScriptEngine:
@@ -112,6 +122,9 @@ class _ScriptRun:
             "title": str(fields.get("title") or ""),
             "role": job.role or "",
             "attempt": str(as_int(fields.get("attempts"))),
+            "python": sys.executable,
+            "workdir": str(job.workdir),
+            "output": "",
         }
 
     def fill(self, value: Any) -> str:
@@ -213,6 +226,7 @@ class _ScriptRun:
         early = ended_early(outcome, self.job.timeout)
         if early is not None:
             return self.end(False, f"script step {number}: {early.reason}")
+        self.values["output"] = (outcome.stdout + outcome.stderr).strip()[-4000:]
         if outcome.returncode != 0 and step.get("check", True):
             output = tail(outcome.stdout + "\n" + outcome.stderr)
             return self.end(False, f"script step {number}: {outcome.describe()}; output: {output}")

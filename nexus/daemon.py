@@ -1,0 +1,712 @@
+"""`nexus watch`: the reconcile loop that runs ready tasks through engines.
+
+Shell.  Level-triggered: a file event, a finished run or a timer only means "look again"; each
+pass recomputes the picture from the files:
+
+1. sync (people's edits committed as theirs, promotions) when something else wrote, a retry
+   is due, or every `poll` seconds as a safety net;
+2. apply finished runs, one commit each (its cost, engine and session trailers belong to one
+   task), then post the messages the agent asked to send;
+3. cancel runs whose task a person moved away from in_progress;
+4. dispatch: claim what may start (one commit: ready → assigned → in_progress) and start a
+   worker thread per run.
+
+Crash safety: a run's report is saved in `.nexus/results/` before it is committed, and on start
+the daemon applies saved reports first, then returns tasks it had claimed (assignee
+`daemon@<host>:<pid>`) to ready, saying in the journal whether their session will be resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from nexus import agents, dispatch, proc, promote, prompts, results, runner, sessions
+from nexus.changes import Batch
+from nexus.engines.base import get_engine
+from nexus.errors import EngineError, NexusError, TransitionError, WorkspaceError
+from nexus.events import Bus
+from nexus.service import Service, Snapshot
+from nexus.store import try_lock
+from nexus.task import Status, Task
+from nexus.watcher import Watcher
+
+
+@dataclass
+class Active:
+    task_id: str
+    engine: str
+    role: str | None
+    touches: tuple[str, ...]
+    persistent: bool
+    info: results.RunInfo
+    cancel: threading.Event
+    thread: threading.Thread
+    started: float
+
+
+class Daemon:
+    def __init__(
+        self,
+        svc: Service,
+        *,
+        bus: Bus,
+        workers: int | None = None,
+        engine: str | None = None,
+        until_idle: bool = False,
+        grace: float = 10.0,
+        poll: float = 5.0,
+        debounce: float = 0.02,
+    ) -> None:
+        self.svc = svc
+        self.ws = svc.ws
+        self.bus = bus
+        cfg = self.ws.config
+        self.workers = workers or cfg.limits.workers
+        self.engine_override = engine
+        self.until_idle = until_idle
+        self.grace = grace
+        self.poll = poll
+        self.debounce = debounce
+        self.ident = f"daemon@{socket.gethostname()}:{os.getpid()}"
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.watcher = Watcher(self.ws.root, self.wake)
+        self.active: dict[str, Active] = {}
+        self.done: queue.Queue[runner.RunReport] = queue.Queue()
+        self.paused: dict[str, float] = {}
+        self.waiting: dict[str, str] = {}
+        self.failed_for_good: set[str] = set()
+        self._last_sync = 0.0
+        self._role_problems: list[str] = []
+        self._stop_deadline: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        lock_path = self.ws.runtime / "daemon.lock"
+        fd = try_lock(lock_path)
+        if fd is None:
+            raise WorkspaceError(
+                f"another `nexus watch` runs this workspace ({_owner(lock_path)})",
+                fix="stop it first, or watch a different workspace",
+            )
+        owner = lock_path.with_name("daemon.owner")
+        owner.write_text(
+            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        )
+        previous = self._install_signals()
+        self.bus.emit("daemon", state="started", workers=self.workers, pid=os.getpid())
+        try:
+            self.watcher.start()
+            self._recover()
+            while True:
+                self._pass()
+                if self.stopping.is_set() and not self.active and self.done.empty():
+                    break
+                if self.until_idle and self._idle():
+                    break
+                self.wake.wait(timeout=self._timeout())
+                self.wake.clear()
+                time.sleep(self.debounce)  # let a burst of file events settle
+        finally:
+            for a in self.active.values():
+                a.cancel.set()
+            for a in list(self.active.values()):
+                a.thread.join(timeout=10)
+            self._drain_results()
+            self.watcher.stop()
+            self._restore_signals(previous)
+            owner.unlink(missing_ok=True)
+            os.close(fd)
+            self.bus.emit("daemon", state="stopped")
+        return 1 if self.failed_for_good or self._stuck() else 0
+
+    def stop(self, now: bool = False) -> None:
+        """Stop dispatching; running agents get `grace` seconds (none when `now`)."""
+        if self.stopping.is_set() or now:
+            self._stop_deadline = time.monotonic()
+        else:
+            self._stop_deadline = time.monotonic() + self.grace
+        self.stopping.set()
+        self.bus.emit("daemon", state="stopping", running=len(self.active))
+        self.wake.set()
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, self._on_signal)
+        return previous
+
+    def _restore_signals(self, previous: Mapping[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop(now=self.stopping.is_set())
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    def _pass(self) -> None:
+        now = time.monotonic()
+        if self.watcher.foreign.is_set() or now - self._last_sync >= self.poll or self._retry_due():
+            self.watcher.foreign.clear()
+            self._last_sync = now
+            report = self.svc.sync()
+            for t in report.transitions:
+                self.bus.emit(
+                    "transition",
+                    t.task_id,
+                    src=str(t.src),
+                    dst=str(t.dst),
+                    reason=t.reason,
+                    actor="user" if report.person_edits else "daemon",
+                )
+        self._drain_results()
+        snap = self.svc.current()
+        self._cancel_moved(snap)
+        if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
+            for a in self.active.values():
+                a.cancel.set()
+        if not self.stopping.is_set():
+            self._dispatch(snap)
+        self._emit_progress()
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        deadlines = [self._last_sync + self.poll]
+        deadlines += [t for t in self.paused.values() if t > now]
+        if self._stop_deadline is not None:
+            deadlines.append(self._stop_deadline)
+        retry = self._next_retry()
+        if retry is not None:
+            deadlines.append(retry)
+        return max(0.01, min(deadlines) - now)
+
+    # -- results -----------------------------------------------------------------------------
+
+    def _drain_results(self) -> None:
+        while True:
+            try:
+                report = self.done.get_nowait()
+            except queue.Empty:
+                return
+            active = self.active.pop(report.task_id, None)
+            info = active.info if active else None
+            self._apply(report, info)
+
+    def _apply(self, report: runner.RunReport, info: results.RunInfo | None) -> None:
+        posted: list[tuple[str, Any]] = []
+        paused: list[float] = []
+
+        def build(batch: Batch, snap: Snapshot) -> str:
+            if report.task_id not in batch.tasks:
+                return f"result of {report.task_id} (task no longer exists)"
+            task = batch.current(report.task_id)
+            run_info = info or results.RunInfo(
+                engine=task.fields.get("engine") or "?",
+                model=task.model,
+                role=task.role,
+                attempt=report.attempt,
+            )
+            if task.status is not Status.IN_PROGRESS:
+                note = (
+                    f"## Attempts\n\n- {batch.stamp}: a run finished after the task was set "
+                    f"to {task.status}; its result was kept here and not applied:\n\n"
+                    + (report.result.text or report.result.reason or "")
+                )
+                batch.update(task.id, {}, append=note)
+                return f"late result of {task.id} ({task.status})"
+            out = results.outcome(
+                task,
+                report.result,
+                run_info,
+                stamp=batch.stamp,
+                interrupted=report.interrupted,
+                verify_error=report.verify_error,
+                rate_limit_backoff=self.ws.config.limits.rate_limit_backoff,
+            )
+            batch.move(task.id, out.dst, out.reason, out.changes, out.append)
+            batch.extra_paths.extend(report.files)
+            if out.pause_seconds is not None:
+                paused.append(out.pause_seconds)
+            self._record_session(batch, task, run_info, report)
+            posted.extend((task.role or "nexus", m) for m in report.result.messages)
+            facts.update(out.facts)
+            if report.files:
+                facts["Files"] = str(len(report.files))
+            return f"{out.dst} {task.id} ({task.title[:60]})"
+
+        facts: dict[str, str] = {}
+        try:
+            batch = self.svc.mutate(build, facts, "daemon", snapshot=self.svc.current())
+        except NexusError as exc:
+            self.bus.emit(
+                "daemon",
+                state="error",
+                message=f"could not record the result of {report.task_id}: {exc}",
+            )
+            return  # the saved report stays; the next start applies it
+        runner.drop_report(self.ws, report.task_id)
+        self.watcher.own_writes([self.ws.root / p for p in batch.texts])
+        for t in batch.transitions:
+            self.bus.emit(
+                "transition",
+                t.task_id,
+                src=str(t.src),
+                dst=str(t.dst),
+                reason=t.reason,
+                actor="daemon",
+            )
+        if info is not None and paused:
+            self.paused[info.engine] = time.monotonic() + paused[0]
+        status = batch.tasks[report.task_id].status if report.task_id in batch.tasks else None
+        if status is Status.FAILED and report.task_id in batch.tasks:
+            failed = batch.tasks[report.task_id]
+            if promote.retry_at(failed, self.svc.policy()) is None:
+                self.failed_for_good.add(failed.id)
+        elif report.task_id in self.failed_for_good:
+            self.failed_for_good.discard(report.task_id)
+        r = report.result
+        self.bus.emit(
+            "agent_finished",
+            report.task_id,
+            ok=r.ok and not report.verify_error,
+            status=str(status),
+            duration=round(r.duration, 3),
+            cost_usd=r.cost_usd,
+            reason=report.verify_error or r.reason,
+            tokens=[r.usage.input_tokens, r.usage.output_tokens],
+        )
+        for frm, message in posted:
+            self._post(frm, message, report.task_id)
+
+    def _post(self, frm: str, message: Any, task_id: str) -> None:
+        try:
+            self.svc.send_message(frm, message.to, message.text, message.type, task_id)
+        except NexusError as exc:
+            self.bus.emit(
+                "daemon",
+                state="warning",
+                message=f"message from {frm} to {message.to} not posted: {exc}",
+            )
+            return
+        self.bus.emit("message", task_id, frm=frm, to=message.to, type=message.type)
+
+    def _record_session(
+        self, batch: Batch, task: Task, info: results.RunInfo, report: runner.RunReport
+    ) -> None:
+        session = report.result.session
+        role = self._roles().get(task.role or "")
+        if not session or role is None or role.session != "persistent":
+            return
+        path = self.ws.root / "agents" / "sessions.yaml"
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        current, _warning = sessions.parse_sessions(text)
+        updated = sessions.record(
+            current, role.role, info.engine, session, batch.stamp, report.result.session_replaced
+        )
+        if updated != current:
+            batch.put("agents/sessions.yaml", sessions.render_sessions(updated))
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def _roles(self) -> dict[str, agents.Role]:
+        roles, problems = agents.load_roles(self.ws.root, self.ws.config)
+        if problems != self._role_problems:
+            self._role_problems = problems
+            for problem in problems:
+                self.bus.emit("daemon", state="warning", message=problem)
+        return roles
+
+    def _dispatch(self, snap: Snapshot) -> None:
+        ready = [t for t in snap.tasks.values() if t.status is Status.READY]
+        if not ready:
+            self.waiting = {}
+            return
+        roles = self._roles()
+        checks: dict[str, str | None] = {}
+        candidates = []
+        containers = {t.parent for t in snap.tasks.values() if t.parent} - {None}
+        for scanned in ready:
+            try:
+                task, _ = self.ws.load_task(scanned)  # routing needs its engine_settings
+            except NexusError:
+                continue
+            role = roles.get(task.role or "")
+            r = agents.route(task, role, self.ws.config, self.engine_override)
+            problem = None
+            if task.role and role is None:
+                problem = (
+                    f"role {task.role} cannot be used: agents/{task.role}.md is missing "
+                    "or broken (see `nexus validate`)"
+                )
+            else:
+                problem = self._engine_problem(r.engine, r.settings, checks)
+            persistent = bool(role and role.session == "persistent")
+            candidates.append(dispatch.Candidate(task, r.engine, persistent, problem))
+        running = [
+            dispatch.Running(a.task_id, a.engine, a.role, a.touches, a.persistent)
+            for a in self.active.values()
+        ]
+        limits = {
+            name: int(s["max_parallel"])
+            for name, s in self.ws.config.engines.items()
+            if isinstance(s, Mapping) and isinstance(s.get("max_parallel"), int)
+        }
+        plan = dispatch.plan(
+            candidates,
+            running,
+            workers=self.workers,
+            engine_limits=limits,
+            paused=self.paused,
+            containers={c for c in containers if c},
+            now=time.monotonic(),
+            stopping=self.stopping.is_set(),
+        )
+        self.waiting = dict(plan.waiting)
+        if plan.start:
+            self._claim_and_start(plan.start, roles)
+
+    def _engine_problem(
+        self, engine: str, settings: Mapping[str, Any], cache: dict[str, str | None]
+    ) -> str | None:
+        if engine in cache:
+            return cache[engine]
+        try:
+            eng = get_engine(engine)
+            problem = eng.check(settings, os.environ)
+        except EngineError as exc:
+            problem = str(exc)
+        except Exception as exc:  # a broken third-party engine is reported, not fatal
+            problem = f"engine {engine} failed its check: {exc}"
+        cache[engine] = problem
+        return problem
+
+    def _claim_and_start(
+        self, start: tuple[dispatch.Candidate, ...], roles: Mapping[str, agents.Role]
+    ) -> None:
+        claimed: list[tuple[dispatch.Candidate, agents.Route, str | None]] = []
+
+        def build(batch: Batch, snap: Snapshot) -> str:
+            for cand in start:
+                task = batch.current(cand.task.id)
+                if task.status is not Status.READY:
+                    continue
+                role = roles.get(task.role or "")
+                r = agents.route(task, role, self.ws.config, self.engine_override)
+                session = self._session_for(task, role, r.engine)
+                try:
+                    batch.move(
+                        task.id,
+                        Status.ASSIGNED,
+                        f"claimed by {self.ident}",
+                        {"assignee": self.ident},
+                    )
+                    batch.move(
+                        task.id,
+                        Status.IN_PROGRESS,
+                        f"engine {r.engine} started ({r.reason})",
+                        {"session": session} if session else None,
+                    )
+                except TransitionError:
+                    continue
+                claimed.append((cand, r, session))
+            return f"start {len(claimed)} task(s)"
+
+        try:
+            batch = self.svc.mutate(
+                build, {"Actor": "daemon"}, "daemon", snapshot=self.svc.current()
+            )
+        except NexusError as exc:
+            self.bus.emit("daemon", state="error", message=f"could not claim tasks: {exc}")
+            return
+        self.watcher.own_writes([self.ws.root / p for p in batch.texts])
+        for t in batch.transitions:
+            self.bus.emit(
+                "transition",
+                t.task_id,
+                src=str(t.src),
+                dst=str(t.dst),
+                reason=t.reason,
+                actor="daemon",
+            )
+        for cand, r, session in claimed:
+            task = batch.current(cand.task.id)
+            self._start(task, roles.get(task.role or ""), r, session, batch.tasks)
+
+    def _session_for(self, task: Task, role: agents.Role | None, engine: str) -> str | None:
+        if role is not None and role.session == "persistent":
+            path = self.ws.root / "agents" / "sessions.yaml"
+            text = path.read_text(encoding="utf-8") if path.exists() else ""
+            found = sessions.session_for(sessions.parse_sessions(text)[0], role.role, engine)
+            if found:
+                return found
+        return (
+            task.session if task.session and task.fields.get("engine", engine) == engine else None
+        )
+
+    def _start(
+        self,
+        task: Task,
+        role: agents.Role | None,
+        r: agents.Route,
+        session: str | None,
+        tasks: Mapping[str, Task],
+    ) -> None:
+        try:
+            prompt = self._prompt(task, role, tasks)
+        except NexusError as exc:
+            prompt = f"(the prompt could not be built: {exc})\n\n{task.title}\n\n{task.body}"
+        workdir = self.svc.repo.top
+        if isinstance(r.settings.get("workdir"), str):
+            workdir = self.ws.inside(r.settings["workdir"])
+        timeout = float(task.timeout or self.ws.config.limits.timeout)
+        assignment = runner.Assignment(
+            task=task,
+            engine=r.engine,
+            model=r.model,
+            settings=r.settings,
+            prompt=prompt,
+            system_prompt="",
+            session=session,  # the persona is in the prompt itself
+            attempt=task.attempts,
+            timeout=timeout,
+            workdir=workdir,
+        )
+        info = results.RunInfo(r.engine, r.model, task.role, task.attempts, session)
+        cancel = threading.Event()
+
+        def work() -> None:
+            def progress(line: str) -> None:
+                self.bus.emit("agent_output", task.id, line=line[:500])
+
+            try:
+                report = runner.run(
+                    self.ws, self.svc.repo, assignment, cancel=cancel, on_progress=progress
+                )
+            except Exception as exc:  # never lose a run: report it as a failure
+                from nexus.engines.base import EngineResult
+
+                report = runner.RunReport(
+                    task.id, task.attempts, EngineResult.failure(f"nexus runner crashed: {exc}")
+                )
+                runner.save_report(self.ws, report)
+            self.done.put(report)
+            self.wake.set()
+
+        thread = threading.Thread(target=work, name=f"agent-{task.id}", daemon=True)
+        self.active[task.id] = Active(
+            task.id,
+            r.engine,
+            task.role,
+            task.touches,
+            bool(role and role.session == "persistent"),
+            info,
+            cancel,
+            thread,
+            time.monotonic(),
+        )
+        self.bus.emit(
+            "agent_started",
+            task.id,
+            engine=r.engine,
+            model=r.model,
+            role=task.role,
+            attempt=task.attempts,
+            session=session,
+            title=task.title,
+        )
+        thread.start()
+
+    def _prompt(self, task: Task, role: agents.Role | None, tasks: Mapping[str, Task]) -> str:
+        ws = self.ws
+        deps = []
+        for dep in task.deps:
+            if dep in tasks:
+                loaded, _ = ws.load_task(tasks[dep])
+                deps.append((dep, loaded.title, prompts.extract_result(loaded.body)))
+        inbox: list[tuple[str, str, str, str]] = []
+        left_out = 0
+        if task.role:
+            with contextlib.suppress(NexusError):
+                messages, left_out = self.svc.inbox_for_prompt(task.role)
+                inbox = [(m.frm, m.type, m.time or "", m.payload) for m in messages]
+        pads = ws.root / "scratchpads"
+        return prompts.task_prompt(
+            prompts.load_template(ws.root, "task"),
+            role=role,
+            task=task,
+            body=task.body,
+            context_files=list(task.context),
+            dependency_results=deps,
+            inbox=inbox,
+            inbox_left_out=left_out,
+            shared_context=_read(pads / "shared_context.md"),
+            orchestrator_feedback=_read(pads / "orchestrator_feedback.md"),
+            workspace=str(ws.root),
+            workdir=str(self.svc.repo.top),
+            roles=sorted(self._roles()),
+        )
+
+    # -- recovery, cancellation, idleness ----------------------------------------------------
+
+    def _recover(self) -> None:
+        running = self.ws.runtime / "running"
+        for pids in sorted(running.glob("*.pids")) if running.is_dir() else []:
+            killed = proc.kill_tracked(pids)
+            if killed:
+                self.bus.emit(
+                    "daemon",
+                    state="recovering",
+                    message=f"stopped {len(killed)} "
+                    f"process group(s) left running by a dead daemon ({pids.stem})",
+                )
+        for report in runner.saved_reports(self.ws):
+            self.bus.emit(
+                "daemon",
+                state="recovering",
+                message=f"applying the saved result of "
+                f"{report.task_id} (the daemon stopped before committing it)",
+            )
+            self._apply(report, None)
+        self.svc.sync()
+        host = f"daemon@{socket.gethostname()}:"
+        orphans = [
+            t
+            for t in self.svc.current().tasks.values()
+            if t.status.active and (t.assignee or "").startswith(host)
+        ]
+        if not orphans:
+            return
+        roles = self._roles()
+
+        def build(batch: Batch, snap: Snapshot) -> str:
+            for t in orphans:
+                task = batch.current(t.id)
+                if not task.status.active:
+                    continue
+                engine = agents.route(
+                    task, roles.get(task.role or ""), self.ws.config, self.engine_override
+                ).engine
+                session = self._session_for(task, roles.get(task.role or ""), engine)
+                how = (
+                    f"session {session} will be resumed"
+                    if session
+                    else "it will be run again from the start"
+                )
+                batch.move(
+                    task.id,
+                    Status.READY,
+                    f"interrupted: {task.assignee} stopped while it ran; {how}",
+                    {"attempts": max(task.attempts - 1, 0)},
+                    f"## Attempts\n\n- {batch.stamp}: interrupted ({task.assignee} stopped); {how}",
+                )
+            return f"recover {len(orphans)} interrupted task(s)"
+
+        batch = self.svc.mutate(build, None, "daemon", snapshot=self.svc.current())
+        for t in batch.transitions:
+            self.bus.emit(
+                "transition",
+                t.task_id,
+                src=str(t.src),
+                dst=str(t.dst),
+                reason=t.reason,
+                actor="daemon",
+            )
+
+    def _cancel_moved(self, snap: Snapshot) -> None:
+        for tid, a in self.active.items():
+            t = snap.tasks.get(tid)
+            if (t is None or t.status is not Status.IN_PROGRESS) and not a.cancel.is_set():
+                a.cancel.set()
+                self.bus.emit(
+                    "daemon",
+                    state="cancel",
+                    message=f"{tid} was moved to "
+                    f"{t.status if t else 'deleted'}; its agent is stopped",
+                )
+
+    def _failed(self) -> list[Task]:
+        return [t for t in self.svc.current().tasks.values() if t.status is Status.FAILED]
+
+    def _next_retry(self) -> float | None:
+        policy = self.svc.policy()
+        now_wall = self.svc.now()
+        best = None
+        for t in self._failed():
+            at = promote.retry_at(t, policy)
+            if at is not None:
+                delta = (at - now_wall).total_seconds()
+                mono = time.monotonic() + max(delta, 0.0)
+                best = mono if best is None else min(best, mono)
+        return best
+
+    def _retry_due(self) -> bool:
+        nxt = self._next_retry()
+        return nxt is not None and nxt <= time.monotonic()
+
+    def _idle(self) -> bool:
+        if self.active or not self.done.empty():
+            return False
+        if self._next_retry() is not None:
+            return False
+        now = time.monotonic()
+        for reason in self.waiting.values():
+            if (
+                "paused" in reason
+                or "busy" in reason
+                or "at its limit" in reason
+                or "overlap" in reason
+                or "persistent session" in reason
+            ):
+                return False
+        if any(until > now for until in self.paused.values()) and self.waiting:
+            return False
+        self.failed_for_good |= {t.id for t in self._failed()}
+        return True
+
+    def _stuck(self) -> bool:
+        """Ready tasks that can never start without a person (unknown engine, missing key)."""
+        return any(not r.startswith(("XL", "it has children")) for r in self.waiting.values())
+
+    def _emit_progress(self) -> None:
+        tasks = self.svc.current().tasks
+        done = sum(1 for t in tasks.values() if t.status is Status.COMPLETE)
+        cost = sum(float(t.cost.get("usd") or 0) for t in tasks.values() if t.cost)
+        self.bus.emit(
+            "progress",
+            done=done,
+            total=len(tasks),
+            running=sorted(self.active),
+            cost_usd=round(cost, 6),
+            waiting=dict(self.waiting),
+        )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def _owner(lock: Path) -> str:
+    try:
+        data = json.loads(lock.with_name("daemon.owner").read_text())
+        return f"pid {data['pid']} on {data['host']}"
+    except (OSError, ValueError, KeyError):
+        return "another process"

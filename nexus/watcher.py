@@ -1,0 +1,85 @@
+"""watchdog → "look again soon".
+
+Shell.  A file event is only a hint: the daemon recomputes everything from the files, so a
+missed or doubled event costs nothing but time.  Ignored: `.git/`, `.nexus/`, temp files of
+atomic writes, and files whose current stat equals what the daemon itself last wrote there (its
+own writes must not wake it into a pass that finds nothing to do).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+IGNORED_DIRS = (".git", ".nexus", "__pycache__", "node_modules", ".venv")
+
+
+class Watcher:
+    def __init__(self, root: Path, wake: threading.Event) -> None:
+        self.root = root
+        self.wake = wake
+        self.foreign = threading.Event()  # set when something other than the daemon wrote
+        self._own: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+        self._observer: Any = None
+
+    def start(self) -> None:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        watcher = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.event_type in ("opened", "closed_no_write"):
+                    return
+                for raw in (event.src_path, getattr(event, "dest_path", "")):
+                    path = os.fsdecode(raw) if raw else ""
+                    if path and watcher.relevant(path):
+                        watcher.foreign.set()
+                        watcher.wake.set()
+                        return
+
+        self._observer = Observer()
+        self._observer.schedule(Handler(), str(self.root), recursive=True)
+        self._observer.daemon = True
+        self._observer.start()
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+
+    def own_writes(self, paths: list[Path]) -> None:
+        """Remember what the daemon just wrote, so the events of these writes are ignored."""
+        with self._lock:
+            for p in paths:
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                self._own[str(p)] = (st.st_mtime_ns, st.st_size)
+
+    def relevant(self, path: str) -> bool:
+        try:
+            rel = Path(path).relative_to(self.root)
+        except ValueError:
+            return False
+        parts = rel.parts
+        if not parts or any(p in IGNORED_DIRS for p in parts):
+            return False
+        name = parts[-1]
+        if name.endswith(".tmp") or name.endswith("~") or name.startswith(".#"):
+            return False
+        with self._lock:
+            mine = self._own.get(path)
+        if mine is not None:
+            try:
+                st = os.stat(path)
+                if (st.st_mtime_ns, st.st_size) == mine:
+                    return False
+            except OSError:
+                pass
+        return True
