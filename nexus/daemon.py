@@ -54,6 +54,7 @@ class Active:
     cancel: threading.Event
     thread: threading.Thread
     started: float
+    inbox_ids: list[str]  # messages shown in the prompt: read once the run succeeds
 
 
 class Daemon:
@@ -206,9 +207,13 @@ class Daemon:
                 return
             active = self.active.pop(report.task_id, None)
             info = active.info if active else None
-            self._apply(report, info)
+            status = self._apply(report, info)
+            if active and active.role and active.inbox_ids and status is Status.COMPLETE:
+                with contextlib.suppress(NexusError):
+                    self.svc.mark_read(active.role, active.inbox_ids)
 
-    def _apply(self, report: runner.RunReport, info: results.RunInfo | None) -> None:
+    def _apply(self, report: runner.RunReport, info: results.RunInfo | None) -> Status | None:
+        """Commit a run's outcome; the task's status afterwards (None if not recorded)."""
         posted: list[tuple[str, Any]] = []
         paused: list[float] = []
 
@@ -259,7 +264,7 @@ class Daemon:
                 state="error",
                 message=f"could not record the result of {report.task_id}: {exc}",
             )
-            return  # the saved report stays; the next start applies it
+            return None  # the saved report stays; the next start applies it
         runner.drop_report(self.ws, report.task_id)
         self.watcher.own_writes([self.ws.root / p for p in batch.texts])
         for t in batch.transitions:
@@ -293,6 +298,7 @@ class Daemon:
         )
         for frm, message in posted:
             self._post(frm, message, report.task_id)
+        return status
 
     def _post(self, frm: str, message: Any, task_id: str) -> None:
         try:
@@ -467,8 +473,9 @@ class Daemon:
         session: str | None,
         tasks: Mapping[str, Task],
     ) -> None:
+        inbox_ids: list[str] = []
         try:
-            prompt = self._prompt(task, role, tasks)
+            prompt = self._prompt(task, role, tasks, inbox_ids)
         except NexusError as exc:
             prompt = f"(the prompt could not be built: {exc})\n\n{task.title}\n\n{task.body}"
         workdir = self.svc.repo.top
@@ -519,6 +526,7 @@ class Daemon:
             cancel,
             thread,
             time.monotonic(),
+            inbox_ids,
         )
         self.bus.emit(
             "agent_started",
@@ -532,7 +540,13 @@ class Daemon:
         )
         thread.start()
 
-    def _prompt(self, task: Task, role: agents.Role | None, tasks: Mapping[str, Task]) -> str:
+    def _prompt(
+        self,
+        task: Task,
+        role: agents.Role | None,
+        tasks: Mapping[str, Task],
+        inbox_ids: list[str],
+    ) -> str:
         ws = self.ws
         deps = []
         for dep in task.deps:
@@ -543,8 +557,9 @@ class Daemon:
         left_out = 0
         if task.role:
             with contextlib.suppress(NexusError):
-                messages, left_out = self.svc.inbox_for_prompt(task.role)
+                messages, unread_ids, left_out = self.svc.inbox_for_prompt(task.role)
                 inbox = [(m.frm, m.type, m.time or "", m.payload) for m in messages]
+                inbox_ids.extend(unread_ids)
         pads = ws.root / "scratchpads"
         return prompts.task_prompt(
             prompts.load_template(ws.root, "task"),

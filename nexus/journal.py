@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from nexus.task import Status, Transition
 
 TRAILER_KEYS = (
-    "Agent", "Engine", "Model", "Session", "Cost-USD", "Tokens", "Actor", "Attempt", "Message",
+    "Agent",
+    "Engine",
+    "Model",
+    "Session",
+    "Cost-USD",
+    "Tokens",
+    "Actor",
+    "Attempt",
+    "Message",
     "Files",
 )
 _SAFE = re.compile(r"[\r\n]+")

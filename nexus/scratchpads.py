@@ -127,7 +127,8 @@ def check_sender(name: str, roles: Sequence[str]) -> None:
 
 
 def check_recipient(name: str, roles: Sequence[str]) -> None:
-    _check_name(name, "recipient", roles, (BROADCAST,))
+    """A role, `all` (broadcast) or `user` (the person: `nexus inbox user` shows them)."""
+    _check_name(name, "recipient", roles, (BROADCAST, "user"))
 
 
 def check_role(name: str, roles: Sequence[str]) -> None:

@@ -25,6 +25,7 @@ from nexus import dag, journal, promote, taskfile
 from nexus.changes import Batch, iso
 from nexus.errors import GitError, NexusError, TaskFileError, ValidationError, WorkspaceError
 from nexus.gitrepo import Repo
+from nexus.scratchpads import Message
 from nexus.store import OWNED, Workspace
 from nexus.task import Kind, Priority, Size, Status, Task, Transition, can_transition, id_problem
 
@@ -178,7 +179,7 @@ class Service:
             summary = build(batch, snap)
             _check_graph(batch)
             batch.promote(self.policy())
-            self._commit(batch, summary, facts, actor)
+            self._commit(batch, summary, facts, actor, extra_paths=batch.extra_paths)
             self._snap = Snapshot(batch.tasks, snap.broken, snap.warnings)
             return batch
 
@@ -596,10 +597,40 @@ class Service:
         entries = journal.parse_log(out)
         return journal.for_task(entries, task_id) if task_id else entries
 
+    # -- agents ----------------------------------------------------------------------------
+
+    def agents_status(self) -> list[dict[str, Any]]:
+        """Every role: persona summary, routed engine and model, stored session, what it runs."""
+        from nexus import agents, sessions
+
+        roles, problems = agents.load_roles(self.ws.root, self.ws.config)
+        path = self.ws.root / sessions.PATH
+        stored, _ = sessions.parse_sessions(
+            path.read_text(encoding="utf-8") if path.exists() else ""
+        )
+        tasks = self.current().tasks
+        out = []
+        for rid, role in sorted(roles.items()):
+            running = [t.id for t in tasks.values() if t.role == rid and t.status.active]
+            kept = stored.get(rid)
+            out.append(
+                {
+                    **role.summary(),
+                    "session_id": kept.session if kept else None,
+                    "session_engine": kept.engine if kept else None,
+                    "current_tasks": running,
+                    "status": "working" if running else "idle",
+                    "queued": sum(
+                        1 for t in tasks.values() if t.role == rid and t.status is Status.READY
+                    ),
+                }
+            )
+        for problem in problems:
+            self.warn(problem)
+        return out
+
     # -- messages ----------------------------------------------------------------------------
     # Scratchpad mailboxes; the format and the read state are described in nexus/scratchpads.py.
-
-    from nexus.scratchpads import Message  # here, not at the top, to keep this block in one piece
 
     def send_message(
         self, frm: str, to: str, text: str, type: str = "note", task: str | None = None
@@ -649,16 +680,15 @@ class Service:
         scratchpads.check_role(role, self.roles())
         return scratchpads.mark_read(self.ws, role, ids)
 
-    def inbox_for_prompt(self, role: str, limit: int = 20) -> tuple[list[Message], int]:
-        """The unread messages for a role's next prompt (the newest `limit`) and how many older
-        unread ones were left out.  All of them count as read from now on: the prompt says how
-        many were left out and where they are."""
+    def inbox_for_prompt(self, role: str, limit: int = 20) -> tuple[list[Message], list[str], int]:
+        """The unread messages for a role's next prompt (the newest `limit`), the ids of every
+        unread message (to mark read once the run succeeds, so a retry still sees them) and how
+        many older unread ones were left out."""
         from nexus import scratchpads
 
         unread = self.inbox(role, limit=None)
-        if unread:
-            scratchpads.mark_read(self.ws, role, [m.id for m in unread])
-        return scratchpads.newest(unread, limit)
+        shown, left_out = scratchpads.newest(unread, limit)
+        return shown, [m.id for m in unread], left_out
 
 
 def status_counts(tasks: Mapping[str, Task]) -> tuple[dict[str, int], float]:

@@ -37,7 +37,8 @@ def write_task(
         "deps": list(deps),
         **fields,
     }
-    data["script"] = steps if steps is not None else [{"result": f"{tid} done"}]
+    if steps != []:  # [] = no script field: the role's steps (or another engine) apply
+        data["script"] = steps if steps is not None else [{"result": f"{tid} done"}]
     path = ws / "tasks" / f"{tid}.md"
     path.write_text("---\n" + yaml.safe_dump(data, sort_keys=False) + "---\nBody.\n")
     return path

@@ -222,11 +222,12 @@ def test_hostile_names_are_refused_with_the_rule_and_the_fix(name: str) -> None:
         assert err.value.fix is not None and "aria" in err.value.fix
 
 
-def test_senders_may_be_people_and_nexus_but_recipients_must_be_roles_or_all() -> None:
+def test_senders_may_be_people_and_nexus_and_recipients_roles_all_or_the_user() -> None:
     for who in ("user", "prime", "nexus", "code"):
         scratchpads.check_sender(who, ROLES)
     scratchpads.check_recipient("all", ROLES)
-    for bad in ("user", "nexus", "nobody"):
+    scratchpads.check_recipient("user", ROLES)  # an agent may ask the person something
+    for bad in ("nexus", "nobody"):
         with pytest.raises(ValidationError, match="not a role"):
             scratchpads.check_recipient(bad, ROLES)
     with pytest.raises(ValidationError, match="cannot send"):
@@ -285,9 +286,13 @@ def test_marking_an_id_that_is_not_in_the_inbox_is_refused(workspace: Path) -> N
 def test_a_prompt_gets_the_newest_unread_and_the_count_left_out(workspace: Path) -> None:
     svc = ticking(workspace)
     sent = [svc.send_message("aria", "code", f"note {i}") for i in range(4)]
-    shown, left_out = svc.inbox_for_prompt("code", limit=3)
+    shown, unread, left_out = svc.inbox_for_prompt("code", limit=3)
     assert (shown, left_out) == (sent[1:], 1)
-    assert svc.inbox_for_prompt("code") == ([], 0)  # delivered once
+    assert unread == [m.id for m in sent]
+    # Still unread until the run that saw them succeeds (a retry must see them again) ...
+    assert svc.inbox_for_prompt("code")[0] == sent
+    svc.mark_read("code", unread)
+    assert svc.inbox_for_prompt("code") == ([], [], 0)  # ... then delivered once
 
 
 def test_send_resolves_a_task_prefix_and_refuses_an_unknown_task(workspace: Path) -> None:

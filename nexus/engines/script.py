@@ -18,7 +18,8 @@ of these keys:
     result: TEXT                     the final text (default "done")
 
 Text fields may use {task_id}, {title}, {role}, {attempt}, {python} (the Python running nexus),
-{workdir}, and {output} (what the last `run` step printed).  The setting `fail_attempts: N`
+{workdir}, {session} (the session being resumed, if any) and {output} (what the last `run`
+step printed).  The setting `fail_attempts: N`
 fails every run while the task's `attempts` is below N, for retry tests.
 """
 
@@ -125,6 +126,7 @@ class _ScriptRun:
             "python": sys.executable,
             "workdir": str(job.workdir),
             "output": "",
+            "session": job.session or "",
         }
 
     def fill(self, value: Any) -> str:
