@@ -39,7 +39,7 @@ from nexus.errors import EngineError, NexusError, TransitionError, WorkspaceErro
 from nexus.events import Bus
 from nexus.service import Service, Snapshot
 from nexus.store import try_lock
-from nexus.task import Status, Task
+from nexus.task import Size, Status, Task
 from nexus.watcher import Watcher
 
 
@@ -91,6 +91,7 @@ class Daemon:
         self.failed_for_good: set[str] = set()
         self._last_sync = 0.0
         self._role_problems: list[str] = []
+        self._pass_roles: dict[str, agents.Role] | None = None
         self._stop_deadline: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -162,11 +163,14 @@ class Daemon:
     # -- one pass ----------------------------------------------------------------------------
 
     def _pass(self) -> None:
+        self._pass_roles = None  # roles are read at most once a pass
+        self.svc.written.clear()
         now = time.monotonic()
-        if self.watcher.foreign.is_set() or now - self._last_sync >= self.poll or self._retry_due():
-            self.watcher.foreign.clear()
+        foreign = self.watcher.foreign_changes()
+        if foreign or now - self._last_sync >= self.poll or self._retry_due():
             self._last_sync = now
             report = self.svc.sync()
+            self.watcher.own_writes([self.ws.root / p for p in self.svc.written])
             for t in report.transitions:
                 self.bus.emit(
                     "transition",
@@ -200,33 +204,47 @@ class Daemon:
     # -- results -----------------------------------------------------------------------------
 
     def _drain_results(self) -> None:
+        """Apply every finished run.  Runs that carry nothing of their own to record (no cost,
+        tokens, session or changed files) share one commit; every other run gets its own, so
+        its cost and session trailers belong to exactly one task."""
+        finished: list[tuple[runner.RunReport, Active | None]] = []
         while True:
             try:
                 report = self.done.get_nowait()
             except queue.Empty:
-                return
-            active = self.active.pop(report.task_id, None)
-            info = active.info if active else None
-            status = self._apply(report, info)
-            if active and active.role and active.inbox_ids and status is Status.COMPLETE:
-                with contextlib.suppress(NexusError):
-                    self.svc.mark_read(active.role, active.inbox_ids)
+                break
+            finished.append((report, self.active.pop(report.task_id, None)))
+        plain = [f for f in finished if _plain(f[0])]
+        groups = ([plain] if plain else []) + [[f] for f in finished if not _plain(f[0])]
+        for group in groups:
+            statuses = self._apply(group)
+            for report, active in group:
+                if (
+                    active
+                    and active.role
+                    and active.inbox_ids
+                    and statuses.get(report.task_id) is Status.COMPLETE
+                ):
+                    with contextlib.suppress(NexusError):
+                        self.svc.mark_read(active.role, active.inbox_ids)
 
-    def _apply(self, report: runner.RunReport, info: results.RunInfo | None) -> Status | None:
-        """Commit a run's outcome; the task's status afterwards (None if not recorded)."""
-        posted: list[tuple[str, Any]] = []
-        paused: list[float] = []
+    def _apply(
+        self, group: list[tuple[runner.RunReport, Active | None]]
+    ) -> dict[str, Status | None]:
+        """Commit the outcomes of finished runs in one commit; each task's status afterwards."""
+        posted: list[tuple[str, Any, str]] = []
+        paused: dict[str, float] = {}
+        facts: dict[str, str] = {}
+        all_facts: list[dict[str, str]] = []
 
-        def build(batch: Batch, snap: Snapshot) -> str:
+        def apply_one(batch: Batch, report: runner.RunReport, active: Active | None) -> str:
             if report.task_id not in batch.tasks:
                 return f"result of {report.task_id} (task no longer exists)"
             task = batch.current(report.task_id)
-            run_info = info or results.RunInfo(
-                engine=task.fields.get("engine") or "?",
-                model=task.model,
-                role=task.role,
+            info = active.info if active else results.RunInfo(
+                engine=str(task.fields.get("engine") or "?"), model=task.model, role=task.role,
                 attempt=report.attempt,
-            )
+            )  # fmt: skip
             if task.status is not Status.IN_PROGRESS:
                 note = (
                     f"## Attempts\n\n- {batch.stamp}: a run finished after the task was set "
@@ -238,7 +256,7 @@ class Daemon:
             out = results.outcome(
                 task,
                 report.result,
-                run_info,
+                info,
                 stamp=batch.stamp,
                 interrupted=report.interrupted,
                 verify_error=report.verify_error,
@@ -247,58 +265,60 @@ class Daemon:
             batch.move(task.id, out.dst, out.reason, out.changes, out.append)
             batch.extra_paths.extend(report.files)
             if out.pause_seconds is not None:
-                paused.append(out.pause_seconds)
-            self._record_session(batch, task, run_info, report)
-            posted.extend((task.role or "nexus", m) for m in report.result.messages)
-            facts.update(out.facts)
+                paused[info.engine] = out.pause_seconds
+            self._record_session(batch, task, info, report)
+            posted.extend((task.role or "nexus", m, task.id) for m in report.result.messages)
+            run_facts = dict(out.facts)
             if report.files:
-                facts["Files"] = str(len(report.files))
+                run_facts["Files"] = str(len(report.files))
+            all_facts.append(run_facts)
             return f"{out.dst} {task.id} ({task.title[:60]})"
 
-        facts: dict[str, str] = {}
+        def build(batch: Batch, snap: Snapshot) -> str:
+            summaries = [apply_one(batch, report, active) for report, active in group]
+            facts.update(_common(all_facts) if len(all_facts) > 1 else
+                         (all_facts[0] if all_facts else {}))  # fmt: skip
+            return summaries[0] if len(summaries) == 1 else f"{len(summaries)} runs finished"
+
+        ids = [report.task_id for report, _ in group]
         try:
             batch = self.svc.mutate(build, facts, "daemon", snapshot=self.svc.current())
         except NexusError as exc:
-            self.bus.emit(
-                "daemon",
-                state="error",
-                message=f"could not record the result of {report.task_id}: {exc}",
-            )
-            return None  # the saved report stays; the next start applies it
-        runner.drop_report(self.ws, report.task_id)
+            message = f"could not record the results of {', '.join(ids)}: {exc}"
+            self.bus.emit("daemon", state="error", message=message)
+            return {}  # the saved reports stay; the next start applies them
+        for tid in ids:
+            runner.drop_report(self.ws, tid)
         self.watcher.own_writes([self.ws.root / p for p in batch.texts])
         for t in batch.transitions:
+            self.bus.emit("transition", t.task_id, src=str(t.src), dst=str(t.dst),
+                          reason=t.reason, actor="daemon")  # fmt: skip
+        for engine, seconds in paused.items():
+            self.paused[engine] = time.monotonic() + seconds
+        statuses: dict[str, Status | None] = {}
+        for report, _active in group:
+            task = batch.tasks.get(report.task_id)
+            status = task.status if task else None
+            statuses[report.task_id] = status
+            if task is not None and status is Status.FAILED:
+                if promote.retry_at(task, self.svc.policy()) is None:
+                    self.failed_for_good.add(task.id)
+            else:
+                self.failed_for_good.discard(report.task_id)
+            r = report.result
             self.bus.emit(
-                "transition",
-                t.task_id,
-                src=str(t.src),
-                dst=str(t.dst),
-                reason=t.reason,
-                actor="daemon",
+                "agent_finished",
+                report.task_id,
+                ok=r.ok and not report.verify_error,
+                status=str(status),
+                duration=round(r.duration, 3),
+                cost_usd=r.cost_usd,
+                reason=report.verify_error or r.reason,
+                tokens=[r.usage.input_tokens, r.usage.output_tokens],
             )
-        if info is not None and paused:
-            self.paused[info.engine] = time.monotonic() + paused[0]
-        status = batch.tasks[report.task_id].status if report.task_id in batch.tasks else None
-        if status is Status.FAILED and report.task_id in batch.tasks:
-            failed = batch.tasks[report.task_id]
-            if promote.retry_at(failed, self.svc.policy()) is None:
-                self.failed_for_good.add(failed.id)
-        elif report.task_id in self.failed_for_good:
-            self.failed_for_good.discard(report.task_id)
-        r = report.result
-        self.bus.emit(
-            "agent_finished",
-            report.task_id,
-            ok=r.ok and not report.verify_error,
-            status=str(status),
-            duration=round(r.duration, 3),
-            cost_usd=r.cost_usd,
-            reason=report.verify_error or r.reason,
-            tokens=[r.usage.input_tokens, r.usage.output_tokens],
-        )
-        for frm, message in posted:
-            self._post(frm, message, report.task_id)
-        return status
+        for frm, message, tid in posted:
+            self._post(frm, message, tid)
+        return statuses
 
     def _post(self, frm: str, message: Any, task_id: str) -> None:
         try:
@@ -331,7 +351,10 @@ class Daemon:
     # -- dispatch ----------------------------------------------------------------------------
 
     def _roles(self) -> dict[str, agents.Role]:
+        if self._pass_roles is not None:
+            return self._pass_roles
         roles, problems = agents.load_roles(self.ws.root, self.ws.config)
+        self._pass_roles = roles
         if problems != self._role_problems:
             self._role_problems = problems
             for problem in problems:
@@ -339,24 +362,55 @@ class Daemon:
         return roles
 
     def _dispatch(self, snap: Snapshot) -> None:
-        ready = [t for t in snap.tasks.values() if t.status is Status.READY]
-        if not ready:
-            self.waiting = {}
+        containers = {t.parent for t in snap.tasks.values() if t.parent}
+        ready = sorted((t for t in snap.tasks.values() if t.status is Status.READY),
+                       key=dispatch.order_key)  # fmt: skip
+        waiting: dict[str, str] = {}
+        runnable = []
+        for t in ready:  # decided from the scan alone: no file read
+            if t.size is Size.XL:
+                waiting[t.id] = "XL: decompose first (XL tasks are never given to an agent)"
+            elif t.id in containers:
+                waiting[t.id] = "it has children: it completes when they do"
+            else:
+                runnable.append(t)
+        free = self.workers - len(self.active)
+        if free <= 0 or self.stopping.is_set() or not runnable:
+            why = (
+                "the daemon is stopping"
+                if self.stopping.is_set()
+                else f"all {self.workers} workers are busy"
+            )
+            waiting.update((t.id, why) for t in runnable)
+            self.waiting = waiting
             return
+        # Read only as many task files as this wave can start (widening if too few start).
+        window = free * 3 + 16
+        while True:
+            plan = self._plan(runnable[:window], containers)
+            if len(plan.start) >= free or window >= len(runnable):
+                break
+            window *= 4
+        waiting.update(plan.waiting)
+        waiting.update((t.id, f"all {self.workers} workers are busy")
+                       for t in runnable[window:])  # fmt: skip
+        self.waiting = waiting
+        if plan.start:
+            self._claim_and_start(plan.start, self._roles())
+
+    def _plan(self, scanned: list[Task], containers: set[str]) -> dispatch.Plan:
         roles = self._roles()
         checks: dict[str, str | None] = {}
         candidates = []
-        containers = {t.parent for t in snap.tasks.values() if t.parent} - {None}
-        for scanned in ready:
+        for item in scanned:
             try:
-                task, _ = self.ws.load_task(scanned)  # routing needs its engine_settings
+                task, _ = self.ws.load_task(item)  # routing needs its engine_settings
             except NexusError:
                 continue
             role = roles.get(task.role or "")
             r = agents.route(task, role, self.ws.config, self.engine_override)
-            problem = None
             if task.role and role is None:
-                problem = (
+                problem: str | None = (
                     f"role {task.role} cannot be used: agents/{task.role}.md is missing "
                     "or broken (see `nexus validate`)"
                 )
@@ -373,19 +427,16 @@ class Daemon:
             for name, s in self.ws.config.engines.items()
             if isinstance(s, Mapping) and isinstance(s.get("max_parallel"), int)
         }
-        plan = dispatch.plan(
+        return dispatch.plan(
             candidates,
             running,
             workers=self.workers,
             engine_limits=limits,
             paused=self.paused,
-            containers={c for c in containers if c},
+            containers=containers,
             now=time.monotonic(),
             stopping=self.stopping.is_set(),
         )
-        self.waiting = dict(plan.waiting)
-        if plan.start:
-            self._claim_and_start(plan.start, roles)
 
     def _engine_problem(
         self, engine: str, settings: Mapping[str, Any], cache: dict[str, str | None]
@@ -474,26 +525,32 @@ class Daemon:
         tasks: Mapping[str, Task],
     ) -> None:
         inbox_ids: list[str] = []
-        try:
-            prompt = self._prompt(task, role, tasks, inbox_ids)
-        except NexusError as exc:
-            prompt = f"(the prompt could not be built: {exc})\n\n{task.title}\n\n{task.body}"
+        role_names = sorted(self._roles())
         workdir = self.svc.repo.top
         if isinstance(r.settings.get("workdir"), str):
             workdir = self.ws.inside(r.settings["workdir"])
         timeout = float(task.timeout or self.ws.config.limits.timeout)
-        assignment = runner.Assignment(
-            task=task,
-            engine=r.engine,
-            model=r.model,
-            settings=r.settings,
-            prompt=prompt,
-            system_prompt="",
-            session=session,  # the persona is in the prompt itself
-            attempt=task.attempts,
-            timeout=timeout,
-            workdir=workdir,
-        )
+
+        def assignment() -> runner.Assignment:
+            # Built in the worker thread: reading dependency results and the inbox is file work
+            # the coordinator need not wait for.
+            try:
+                prompt = self._prompt(task, role, tasks, inbox_ids, role_names)
+            except NexusError as exc:
+                prompt = f"(the prompt could not be built: {exc})\n\n{task.title}\n\n{task.body}"
+            return runner.Assignment(
+                task=task,
+                engine=r.engine,
+                model=r.model,
+                settings=r.settings,
+                prompt=prompt,
+                system_prompt="",  # the persona is in the prompt itself
+                session=session,
+                attempt=task.attempts,
+                timeout=timeout,
+                workdir=workdir,
+            )
+
         info = results.RunInfo(r.engine, r.model, task.role, task.attempts, session)
         cancel = threading.Event()
 
@@ -503,7 +560,7 @@ class Daemon:
 
             try:
                 report = runner.run(
-                    self.ws, self.svc.repo, assignment, cancel=cancel, on_progress=progress
+                    self.ws, self.svc.repo, assignment(), cancel=cancel, on_progress=progress
                 )
             except Exception as exc:  # never lose a run: report it as a failure
                 from nexus.engines.base import EngineResult
@@ -546,6 +603,7 @@ class Daemon:
         role: agents.Role | None,
         tasks: Mapping[str, Task],
         inbox_ids: list[str],
+        role_names: list[str],
     ) -> str:
         ws = self.ws
         deps = []
@@ -574,7 +632,7 @@ class Daemon:
             orchestrator_feedback=_read(pads / "orchestrator_feedback.md"),
             workspace=str(ws.root),
             workdir=str(self.svc.repo.top),
-            roles=sorted(self._roles()),
+            roles=role_names,
         )
 
     # -- recovery, cancellation, idleness ----------------------------------------------------
@@ -597,7 +655,7 @@ class Daemon:
                 message=f"applying the saved result of "
                 f"{report.task_id} (the daemon stopped before committing it)",
             )
-            self._apply(report, None)
+            self._apply([(report, None)])
         self.svc.sync()
         host = f"daemon@{socket.gethostname()}:"
         orphans = [
@@ -710,6 +768,20 @@ class Daemon:
             cost_usd=round(cost, 6),
             waiting=dict(self.waiting),
         )
+
+
+def _plain(report: runner.RunReport) -> bool:
+    """A run with nothing of its own to record in trailers (it may share a commit)."""
+    r = report.result
+    return not (r.cost_usd is not None or r.usage.input_tokens or r.usage.output_tokens
+                or r.session or r.session_replaced or r.rate_limited or report.files)  # fmt: skip
+
+
+def _common(facts: list[dict[str, str]]) -> dict[str, str]:
+    """The trailer values every run of a shared commit agrees on (never the attempt)."""
+    first = facts[0]
+    return {k: v for k, v in first.items()
+            if k != "Attempt" and all(f.get(k) == v for f in facts[1:])}  # fmt: skip
 
 
 def _read(path: Path) -> str:

@@ -78,6 +78,7 @@ class Service:
             )
         self.repo = repo
         self._snap: Snapshot | None = None
+        self.written: list[str] = []  # workspace-relative paths this service wrote (for the daemon)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -203,6 +204,7 @@ class Service:
         _write_json(intent, {"paths": paths, "message": message})
         for rel, text in batch.texts.items():
             self.ws.write_atomic(self.ws.root / rel, text)
+        self.written.extend(batch.texts)
         commit = self.repo.commit_paths(
             paths, message, private_index=self.ws.runtime / "git-index", author=author
         )

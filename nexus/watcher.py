@@ -20,12 +20,13 @@ class Watcher:
     def __init__(self, root: Path, wake: threading.Event) -> None:
         self.root = root
         self.wake = wake
-        self.foreign = threading.Event()  # set when something other than the daemon wrote
+        self._pending: set[str] = set()  # paths with events, judged when the daemon looks
         self._own: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
         self._observer: Any = None
 
     def start(self) -> None:
+        from watchdog import events as ev
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
 
@@ -33,17 +34,20 @@ class Watcher:
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
-                if event.event_type in ("opened", "closed_no_write"):
-                    return
-                for raw in (event.src_path, getattr(event, "dest_path", "")):
-                    path = os.fsdecode(raw) if raw else ""
-                    if path and watcher.relevant(path):
-                        watcher.foreign.set()
-                        watcher.wake.set()
-                        return
+                if event.is_directory and event.event_type == "modified":
+                    return  # a folder's entries changed: the files' own events say which
+                paths = [os.fsdecode(p) for p in (event.src_path, getattr(event, "dest_path", ""))
+                         if p]  # fmt: skip
+                with watcher._lock:
+                    watcher._pending.update(paths)
+                watcher.wake.set()
 
         self._observer = Observer()
-        self._observer.schedule(Handler(), str(self.root), recursive=True)
+        # Only changes: opens and reads (the daemon's own, mostly) are not even reported.
+        wanted = [ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileDeletedEvent,
+                  ev.FileMovedEvent, ev.FileClosedEvent, ev.DirCreatedEvent, ev.DirDeletedEvent,
+                  ev.DirMovedEvent]  # fmt: skip
+        self._observer.schedule(Handler(), str(self.root), recursive=True, event_filter=wanted)
         self._observer.daemon = True
         self._observer.start()
 
@@ -51,6 +55,14 @@ class Watcher:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)
+
+    def foreign_changes(self) -> bool:
+        """Did anything other than the daemon change a relevant file since the last call?
+        Judged now, not when the event arrived: by now the daemon has registered its own
+        writes (their events can arrive before it could)."""
+        with self._lock:
+            paths, self._pending = self._pending, set()
+        return any(self.relevant(p) for p in paths)
 
     def own_writes(self, paths: list[Path]) -> None:
         """Remember what the daemon just wrote, so the events of these writes are ignored."""
