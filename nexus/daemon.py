@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from nexus import agents, dispatch, proc, promote, prompts, results, runner, sessions
+from nexus import agents, dispatch, proc, promote, results, runner, sessions
 from nexus.changes import Batch
 from nexus.engines.base import get_engine
 from nexus.errors import EngineError, NexusError, TransitionError, WorkspaceError
@@ -535,7 +535,7 @@ class Daemon:
             # Built in the worker thread: reading dependency results and the inbox is file work
             # the coordinator need not wait for.
             try:
-                prompt = self._prompt(task, role, tasks, inbox_ids, role_names)
+                prompt = self.svc.task_prompt(task, role, tasks, inbox_ids, role_names)
             except NexusError as exc:
                 prompt = f"(the prompt could not be built: {exc})\n\n{task.title}\n\n{task.body}"
             return runner.Assignment(
@@ -596,44 +596,6 @@ class Daemon:
             title=task.title,
         )
         thread.start()
-
-    def _prompt(
-        self,
-        task: Task,
-        role: agents.Role | None,
-        tasks: Mapping[str, Task],
-        inbox_ids: list[str],
-        role_names: list[str],
-    ) -> str:
-        ws = self.ws
-        deps = []
-        for dep in task.deps:
-            if dep in tasks:
-                loaded, _ = ws.load_task(tasks[dep])
-                deps.append((dep, loaded.title, prompts.extract_result(loaded.body)))
-        inbox: list[tuple[str, str, str, str]] = []
-        left_out = 0
-        if task.role:
-            with contextlib.suppress(NexusError):
-                messages, unread_ids, left_out = self.svc.inbox_for_prompt(task.role)
-                inbox = [(m.frm, m.type, m.time or "", m.payload) for m in messages]
-                inbox_ids.extend(unread_ids)
-        pads = ws.root / "scratchpads"
-        return prompts.task_prompt(
-            prompts.load_template(ws.root, "task"),
-            role=role,
-            task=task,
-            body=task.body,
-            context_files=list(task.context),
-            dependency_results=deps,
-            inbox=inbox,
-            inbox_left_out=left_out,
-            shared_context=_read(pads / "shared_context.md"),
-            orchestrator_feedback=_read(pads / "orchestrator_feedback.md"),
-            workspace=str(ws.root),
-            workdir=str(self.svc.repo.top),
-            roles=role_names,
-        )
 
     # -- recovery, cancellation, idleness ----------------------------------------------------
 

@@ -599,6 +599,50 @@ class Service:
         entries = journal.parse_log(out)
         return journal.for_task(entries, task_id) if task_id else entries
 
+    # -- prompts ---------------------------------------------------------------------------
+
+    def task_prompt(
+        self,
+        task: Task,
+        role: Any,
+        tasks: Mapping[str, Task],
+        inbox_ids: list[str],
+        role_names: Sequence[str],
+    ) -> str:
+        """The prompt an agent gets for `task` (loaded, with its body): persona, the task and
+        its acceptance criteria, files to read, dependency results, unread messages (their ids
+        are added to `inbox_ids`, to be marked read when the run succeeds), shared context and
+        orchestrator feedback.  The daemon and `nexus_execute` (MCP) both use it."""
+        from nexus import prompts
+
+        deps = []
+        for dep in task.deps:
+            if dep in tasks:
+                loaded, _ = self.ws.load_task(tasks[dep])
+                deps.append((dep, loaded.title, prompts.extract_result(loaded.body)))
+        inbox: list[tuple[str, str, str, str]] = []
+        left_out = 0
+        if task.role:
+            messages, unread_ids, left_out = self.inbox_for_prompt(task.role)
+            inbox = [(m.frm, m.type, m.time or "", m.payload) for m in messages]
+            inbox_ids.extend(unread_ids)
+        pads = self.ws.root / "scratchpads"
+        return prompts.task_prompt(
+            prompts.load_template(self.ws.root, "task"),
+            role=role,
+            task=task,
+            body=task.body,
+            context_files=list(task.context),
+            dependency_results=deps,
+            inbox=inbox,
+            inbox_left_out=left_out,
+            shared_context=_read(pads / "shared_context.md") or "",
+            orchestrator_feedback=_read(pads / "orchestrator_feedback.md") or "",
+            workspace=str(self.ws.root),
+            workdir=str(self.repo.top),
+            roles=list(role_names),
+        )
+
     # -- agents ----------------------------------------------------------------------------
 
     def agents_status(self) -> list[dict[str, Any]]:
