@@ -746,13 +746,6 @@ def _common(facts: list[dict[str, str]]) -> dict[str, str]:
             if k != "Attempt" and all(f.get(k) == v for f in facts[1:])}  # fmt: skip
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""
-
-
 def _owner(lock: Path) -> str:
     try:
         data = json.loads(lock.with_name("daemon.owner").read_text())
