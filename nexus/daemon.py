@@ -92,6 +92,7 @@ class Daemon:
         self._last_sync = 0.0
         self._role_problems: list[str] = []
         self._pass_roles: dict[str, agents.Role] | None = None
+        self._published = ""
         self._stop_deadline: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -131,6 +132,7 @@ class Daemon:
             self.watcher.stop()
             self._restore_signals(previous)
             owner.unlink(missing_ok=True)
+            (self.ws.runtime / "daemon-state.json").unlink(missing_ok=True)
             os.close(fd)
             self.bus.emit("daemon", state="stopped")
         return 1 if self.failed_for_good or self._stuck() else 0
@@ -188,6 +190,7 @@ class Daemon:
                 a.cancel.set()
         if not self.stopping.is_set():
             self._dispatch(snap)
+        self._publish_state()
         self._emit_progress()
 
     def _timeout(self) -> float:
@@ -717,6 +720,26 @@ class Daemon:
     def _stuck(self) -> bool:
         """Ready tasks that can never start without a person (unknown engine, missing key)."""
         return any(not r.startswith(("XL", "it has children")) for r in self.waiting.values())
+
+    def _publish_state(self) -> None:
+        """`.nexus/daemon-state.json`: what runs and why each ready task waits, for `nexus why`
+        and the dashboards (written only when it changes)."""
+        state = {
+            "pid": os.getpid(),
+            "running": sorted(self.active),
+            "waiting": self.waiting,
+            "paused": {e: round(t - time.monotonic(), 1) for e, t in self.paused.items()
+                       if t > time.monotonic()},
+            "stopping": self.stopping.is_set(),
+        }  # fmt: skip
+        text = json.dumps(state, sort_keys=True)
+        if text != self._published:
+            self._published = text
+            path = self.ws.runtime / "daemon-state.json"
+            tmp = path.with_name(".daemon-state.tmp")
+            with contextlib.suppress(OSError):
+                tmp.write_text(text)
+                os.replace(tmp, path)
 
     def _emit_progress(self) -> None:
         tasks = self.svc.current().tasks

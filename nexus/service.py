@@ -570,7 +570,7 @@ class Service:
             elif any(t.parent == task.id for t in tasks.values()):
                 out.append("it has children: it completes when they do")
             else:
-                out.append("ready: waiting for a worker (`nexus watch` runs ready tasks)")
+                out.append(self._daemon_reason(task.id))
         elif st.active:
             who = f" by {task.assignee}" if task.assignee else ""
             since = f" since {task.started}" if task.started else ""
@@ -590,6 +590,17 @@ class Service:
         elif st is Status.CANCELLED:
             out.append(f"cancelled — `nexus retry {task.id}` reopens it")
         return out
+
+    def _daemon_reason(self, task_id: str) -> str:
+        """Why a ready task waits, as the running daemon last saw it."""
+        try:
+            state = json.loads((self.ws.runtime / "daemon-state.json").read_text())
+        except (OSError, ValueError):
+            return "ready: no `nexus watch` is running (start one, or run it from Claude Code)"
+        reason = (state.get("waiting") or {}).get(task_id)
+        if task_id in (state.get("running") or []):
+            return "starting: the daemon has just claimed it"
+        return f"ready, waiting: {reason}" if reason else "ready: the daemon starts it next"
 
     def log(self, task_id: str | None = None, extra: Sequence[str] = ()) -> list[journal.Entry]:
         args = list(extra)

@@ -367,3 +367,17 @@ def _wait_for(cond: Any, timeout: float = 30) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError("condition not met in time")
+
+
+def test_why_tells_what_a_ready_task_waits_for_while_the_daemon_runs(workspace: Path) -> None:
+    write_task(workspace, "busy", steps=[{"sleep": 30}])
+    write_task(workspace, "queued", steps=[{"sleep": 30}])
+    assert "no `nexus watch` is running" in run_nexus("why", "queued", cwd=workspace).stdout
+    daemon = subprocess.Popen([sys.executable, "-m", "nexus", "watch", "-q", "--workers", "1",
+                               "--grace", "0"], cwd=workspace)  # fmt: skip
+    try:
+        _wait_for(lambda: "all 1 workers are busy"
+                  in run_nexus("why", "queued", cwd=workspace).stdout)  # fmt: skip
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
