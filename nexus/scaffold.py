@@ -25,7 +25,12 @@ def _scalar(value: str) -> str:
     return text.removesuffix("\n...").removesuffix("...").strip()
 
 
-def init(folder: Path, name: str | None = None, goal: str = "") -> Workspace:
+def init(
+    folder: Path, name: str | None = None, goal: str = "", *, standalone: bool = False
+) -> Workspace:
+    """Create a workspace in `folder`.  Inside an existing repository it becomes a subfolder
+    workspace of that repository, unless `standalone` (then it gets a repository of its own,
+    as `nexus demo` wants: a demo must never commit into the repository it is run in)."""
     folder = folder.expanduser()
     if (folder / CONFIG_FILE).exists():
         raise WorkspaceError(
@@ -49,7 +54,8 @@ def init(folder: Path, name: str | None = None, goal: str = "") -> Workspace:
             fix="run `nexus init` in an empty folder, or move those aside",
         )
     folder.mkdir(parents=True, exist_ok=True)
-    repo = Repo.discover(folder) or Repo.init(folder)
+    found = None if standalone else Repo.discover(folder)
+    repo = found or Repo.init(folder)
     written: list[Path] = []
     for src in sorted(template.rglob("*")):
         rel = src.relative_to(template)

@@ -22,6 +22,19 @@ def test_the_demo_runs_the_four_role_pipeline_offline(tmp_path: Path) -> None:
     assert "calc.py" in git("log", "--name-only", "--format=", cwd=ws)
 
 
+def test_the_demo_run_inside_another_repository_never_commits_into_it(tmp_path: Path) -> None:
+    outer = tmp_path / "my-project"
+    outer.mkdir()
+    git("init", "-q", cwd=outer)
+    (outer / "README").write_text("mine\n")
+    git("add", "README", cwd=outer)
+    git("commit", "-qm", "mine", cwd=outer)
+    run_nexus("demo", cwd=outer, timeout=120)
+    assert git("log", "--format=%s", cwd=outer).splitlines() == ["mine"]
+    assert (outer / "nexus-demo" / ".git").is_dir()
+    assert "3 passed" in git("log", "-p", cwd=outer / "nexus-demo")
+
+
 def test_the_demo_refuses_to_overwrite_an_existing_workspace(tmp_path: Path) -> None:
     run_nexus("demo", cwd=tmp_path, timeout=120)
     again = run_nexus("demo", cwd=tmp_path, check=False)

@@ -106,7 +106,12 @@ def demo(ctx: click.Context, folder: Path, engine: str, workers: int) -> None:
     from nexus.service import Service, status_counts
 
     started = time.monotonic()
-    ws = init(folder, name=folder.name, goal="Build a small calculator with tests (nexus demo)")
+    ws = init(
+        folder,
+        name=folder.name,
+        goal="Build a small calculator with tests (nexus demo)",
+        standalone=True,
+    )
     demo_mod.configure(ws.root, engine)
     svc = Service(ws, warn=warn)
     svc.sync()  # commits the demo's nexus.yaml as the person's edit
