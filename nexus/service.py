@@ -19,15 +19,17 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus import dag, journal, promote, taskfile
 from nexus.changes import Batch, iso
 from nexus.errors import GitError, NexusError, TaskFileError, ValidationError, WorkspaceError
 from nexus.gitrepo import Repo
-from nexus.scratchpads import Message
 from nexus.store import OWNED, Workspace
 from nexus.task import Kind, Priority, Size, Status, Task, Transition, can_transition, id_problem
+
+if TYPE_CHECKING:
+    from nexus.scratchpads import Message
 
 
 def utcnow() -> dt.datetime:
@@ -746,6 +748,242 @@ class Service:
         unread = self.inbox(role, limit=None)
         shown, left_out = scratchpads.newest(unread, limit)
         return shown, [m.id for m in unread], left_out
+
+    # -- mcp ---------------------------------------------------------------------------------
+    # Operations the MCP surface needs beyond the CLI's (nexus/mcp/): a caller that runs tasks
+    # itself claims them, reads results, attaches files, and asks what the work cost.
+
+    def claim_for_caller(
+        self,
+        assignee: str,
+        *,
+        count: int,
+        refs: Sequence[str] = (),
+        role: str | None = None,
+    ) -> tuple[list[Task], dict[str, str]]:
+        """Claim up to `count` ready tasks (or the ones named by `refs`) for a caller that runs
+        them itself: ready → assigned → in_progress with `assignee`, in one commit.  Returns the
+        claimed tasks and, for each ready task left out, why (XL, a container, touches that
+        overlap a running task, over the count)."""
+        from nexus import dispatch
+
+        claimed: list[str] = []
+        waiting: dict[str, str] = {}
+
+        def build(batch: Batch, snap: Snapshot) -> str:
+            tasks = batch.tasks
+            if refs:
+                wanted = [self.resolve(tasks, ref) for ref in refs]
+                for t in wanted:
+                    if t.status is not Status.READY:
+                        raise ValidationError(
+                            f"task {t.id} is {t.status}, not ready",
+                            fix=f"see why with `nexus why {t.id}`; only ready tasks are claimed",
+                        )
+            else:
+                wanted = [
+                    t
+                    for t in tasks.values()
+                    if t.status is Status.READY and (role is None or t.role == role)
+                ]
+            running = [
+                dispatch.Running(t.id, "caller", t.role, t.touches, False)
+                for t in tasks.values()
+                if t.status.active
+            ]
+            plan = dispatch.plan(
+                [dispatch.Candidate(t, "caller") for t in wanted],
+                running,
+                workers=len(running) + count,
+                engine_limits={},
+                paused={},
+                containers={t.parent for t in tasks.values() if t.parent},
+                now=0.0,
+            )
+            for tid, why in plan.waiting.items():
+                waiting[tid] = f"over the count of {count}" if "workers are busy" in why else why
+            for cand in plan.start:
+                tid = cand.task.id
+                batch.move(tid, Status.ASSIGNED, f"claimed by {assignee}", {"assignee": assignee})
+                batch.move(tid, Status.IN_PROGRESS, f"run by {assignee}")
+                claimed.append(tid)
+            return f"claim {len(claimed)} task(s) for {assignee}"
+
+        batch = self.mutate(build)
+        return [batch.tasks[tid] for tid in claimed], waiting
+
+    def result(self, ref: str) -> tuple[Task, str]:
+        """A task (with its body) and the text of its last `## Result` section ("" if none)."""
+        from nexus.prompts import extract_result
+
+        task, _ = self.ws.load_task(self.resolve(self.snapshot().tasks, ref))
+        return task, extract_result(task.body)
+
+    def add_context(self, ref: str, paths: Sequence[str]) -> tuple[Task, list[str]]:
+        """Add files to a task's `context` (what its agent reads first).  Paths are relative to
+        the repository's top folder (absolute paths inside it are accepted); a path leaving the
+        repository, or into .git/ or .nexus/, is refused.  Returns the task and the added paths
+        that do not exist yet."""
+        if not paths:
+            raise ValidationError("no paths given", fix="pass one or more file paths")
+        rels = [self._repo_file(p) for p in paths]
+        found: list[str] = []
+
+        def build(batch: Batch, snap: Snapshot) -> str:
+            task = batch.current(self.resolve(batch.tasks, ref).id)
+            found.append(task.id)
+            merged = list(dict.fromkeys([*task.context, *rels]))
+            if merged != list(task.context):
+                batch.update(task.id, {"context": merged})
+            return f"context of {task.id} (+{len(merged) - len(task.context)} file(s))"
+
+        batch = self.mutate(build)
+        missing = [r for r in rels if not (self.repo.top / r).exists()]
+        return batch.tasks[found[0]], missing
+
+    def _repo_file(self, raw: str) -> str:
+        top = self.repo.top.resolve()
+        if not raw.strip() or "\0" in raw:
+            raise ValidationError(f"{raw!r} is not a file path")
+        path = Path(raw.strip()).expanduser()
+        target = (path if path.is_absolute() else top / path).resolve()
+        if target == top or top not in target.parents:
+            raise ValidationError(
+                f"path {raw!r} is outside the repository {top}",
+                fix="attach files inside the repository, relative to its top folder",
+            )
+        rel = target.relative_to(top).as_posix()
+        if rel.split("/")[0] in (".git", ".nexus") or "/.nexus/" in f"/{rel}":
+            raise ValidationError(
+                f"path {raw!r} is inside .git/ or .nexus/", fix="attach project files only"
+            )
+        return rel
+
+    def cost(self, by: Sequence[str] | None = None) -> dict[str, Any]:
+        """Recorded cost and tokens from the journal's trailers, in total and broken down by
+        task, role, engine, model and day (or the dimensions in `by`)."""
+        from nexus import costs
+
+        dims = list(by) if by else list(costs.DIMENSIONS)
+        for dim in dims:
+            if dim not in costs.DIMENSIONS:
+                raise ValidationError(
+                    f"cannot break costs down by {dim!r}",
+                    fix=f"use some of: {', '.join(costs.DIMENSIONS)}",
+                )
+        titles = {tid: t.title for tid, t in self.current().tasks.items()}
+        return costs.summarize(costs.charges(self.log()), dims, titles)
+
+    # -- web --------------------------------------------------------------------------------
+    # Read-only views the dashboards show (the web server first); nothing here is web-specific.
+
+    def daemon_state(self) -> dict[str, Any] | None:
+        """What the running `nexus watch` last published (`.nexus/daemon-state.json`: running,
+        waiting, paused), or None when no daemon runs (a file left by a killed one included)."""
+        try:
+            state = json.loads((self.ws.runtime / "daemon-state.json").read_text())
+            os.kill(int(state["pid"]), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, but another user's
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return state if isinstance(state, dict) else None
+
+    def progress(self, task: Task, snap: Snapshot) -> dict[str, Any]:
+        """Where a task stands: status, attempts, times, whether an agent runs it now, why a
+        ready task waits (as the daemon sees it) and how many of its children are complete."""
+        state = self.daemon_state() or {}
+        kids = [t for t in snap.tasks.values() if t.parent == task.id]
+        done = sum(1 for t in kids if t.status is Status.COMPLETE)
+        if task.status is Status.COMPLETE:
+            fraction = 1.0
+        else:
+            fraction = round(done / len(kids), 4) if kids else 0.0
+        waiting = (state.get("waiting") or {}).get(task.id)
+        return {
+            "task_id": task.id,
+            "status": str(task.status),
+            "attempts": task.attempts,
+            "max_retries": self.policy().retries_for(task),
+            "started": task.started,
+            "finished": task.finished,
+            "assignee": task.assignee,
+            "running": task.id in (state.get("running") or []) and task.status.active,
+            "daemon": bool(state),
+            "waiting": str(waiting) if waiting and task.status is Status.READY else None,
+            "children": {"complete": done, "total": len(kids)},
+            "progress": fraction,
+            "error": task.error,
+        }
+
+    def role_session(self, role: str) -> dict[str, Any]:
+        """The engine session a role resumes (agents/sessions.yaml) and what it runs now."""
+        from nexus import sessions
+
+        self.check_role(role)
+        path = self.ws.root / sessions.PATH
+        stored, _ = sessions.parse_sessions(
+            path.read_text(encoding="utf-8") if path.exists() else ""
+        )
+        kept = stored.get(role)
+        running = [
+            t.id for t in self.current().tasks.values() if t.role == role and t.status.active
+        ]
+        return {
+            "role": role,
+            "session_id": kept.session if kept else None,
+            "engine": kept.engine if kept else None,
+            "updated": kept.updated or None if kept else None,
+            "replaced": list(kept.replaced) if kept else [],
+            "current_tasks": running,
+            "status": "working" if running else ("idle" if kept else "none"),
+        }
+
+    def scratchpad_files(self) -> list[dict[str, Any]]:
+        """Every file in scratchpads/: mailboxes (`<from>_to_<to>.md`, with their message
+        counts) and the context files prompts include whole."""
+        from nexus import scratchpads
+
+        folder = self.ws.root / scratchpads.FOLDER
+        names = sorted(p.name for p in folder.glob("*.md")) if folder.is_dir() else []
+        out = []
+        for name in names:
+            pad = self.scratchpad(name[:-3])
+            if pad is not None:
+                out.append({k: v for k, v in pad.items() if k not in ("text", "messages")})
+        return out
+
+    def scratchpad(self, name: str) -> dict[str, Any] | None:
+        """One scratchpad by name (its file name without `.md`): its text and, for a mailbox,
+        its messages; None when there is no such file."""
+        from nexus import scratchpads
+
+        if id_problem(name, "scratchpad name"):
+            return None
+        try:
+            path = self.ws.inside(f"{scratchpads.FOLDER}/{name}.md")
+        except WorkspaceError:
+            return None  # a link pointing out of the workspace is not read
+        if not path.is_file():
+            return None
+        text = path.read_bytes().decode("utf-8", "replace")
+        frm, sep, to = name.partition("_to_")
+        mailbox = bool(sep and frm and to)
+        messages = scratchpads.parse(text, frm, to) if mailbox else []
+        return {
+            "name": name,
+            "path": f"{scratchpads.FOLDER}/{name}.md",
+            "kind": "mailbox" if mailbox else "context",
+            "from": frm if mailbox else None,
+            "to": to if mailbox else None,
+            "messages_count": len(messages),
+            "bytes": len(text.encode("utf-8")),
+            "modified": iso(dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)),
+            "text": text,
+            "messages": [m.to_json() for m in messages],
+        }
 
 
 def status_counts(tasks: Mapping[str, Task]) -> tuple[dict[str, int], float]:
