@@ -93,6 +93,7 @@ class Daemon:
         self._role_problems: list[str] = []
         self._pass_roles: dict[str, agents.Role] | None = None
         self._published = ""
+        self._failed_cache: tuple[Snapshot, list[Task]] | None = None
         self._stop_deadline: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -190,6 +191,7 @@ class Daemon:
                 a.cancel.set()
         if not self.stopping.is_set():
             self._dispatch(snap)
+            self._decompose_xl(snap)
         self._publish_state()
         self._emit_progress()
 
@@ -600,6 +602,41 @@ class Daemon:
         )
         thread.start()
 
+    def _decompose_xl(self, snap: Snapshot) -> None:
+        """`auto_decompose: true` (nexus.yaml): the oracle plans each ready XL task, inline, one
+        round per task; with `auto_approve: true` the plan is approved and its parts start at
+        once.  A failure is an event and the task stays ready; its waiting reason (as `nexus
+        why`) says what holds it: parts running, a plan waiting for approval, a failure."""
+        raw = self.ws.config.raw
+        xl = [t for t in snap.tasks.values() if t.size is Size.XL and t.status is Status.READY]
+        if not xl:
+            return
+        created = False
+        for _round in range(32 if raw.get("auto_decompose") is True else 0):
+            try:
+                done = self.svc.decompose_xl(
+                    self.svc.current(), approve=raw.get("auto_approve") is True
+                )
+            except Exception as exc:  # the coordinator must outlive any planning bug
+                self.bus.emit("daemon", state="error", message=f"XL decomposition: {exc}")
+                break
+            self.watcher.own_writes([self.ws.root / p for p in self.svc.written])
+            for d in done:
+                self.bus.emit("plan", d.task_id, plan=d.plan, created=len(d.created), error=d.error)
+                if d.error:
+                    message = f"could not decompose {d.task_id}: {d.error}"
+                    self.bus.emit("daemon", state="error", message=message)
+            created = created or any(d.created for d in done)
+            if not done:
+                break
+        if created:
+            self._dispatch(self.svc.current())
+        tasks = self.svc.current().tasks
+        for tid, reason in list(self.waiting.items()):
+            if reason.startswith("XL") and tid in tasks:
+                with contextlib.suppress(NexusError, OSError):
+                    self.waiting[tid] = self.svc.xl_reason(tasks[tid], tasks)
+
     # -- recovery, cancellation, idleness ----------------------------------------------------
 
     def _recover(self) -> None:
@@ -679,7 +716,11 @@ class Daemon:
                 )
 
     def _failed(self) -> list[Task]:
-        return [t for t in self.svc.current().tasks.values() if t.status is Status.FAILED]
+        snap = self.svc.current()
+        if self._failed_cache is None or self._failed_cache[0] is not snap:
+            failed = [t for t in snap.tasks.values() if t.status is Status.FAILED]
+            self._failed_cache = (snap, failed)
+        return self._failed_cache[1]
 
     def _next_retry(self) -> float | None:
         policy = self.svc.policy()
@@ -724,10 +765,13 @@ class Daemon:
     def _publish_state(self) -> None:
         """`.nexus/daemon-state.json`: what runs and why each ready task waits, for `nexus why`
         and the dashboards (written only when it changes)."""
+        busy = [tid for tid, why in self.waiting.items() if "workers are busy" in why]
         state = {
             "pid": os.getpid(),
             "running": sorted(self.active),
-            "waiting": self.waiting,
+            # The common "all workers busy" is a count, not 10,000 entries rewritten each pass.
+            "waiting": {t: w for t, w in self.waiting.items() if "workers are busy" not in w},
+            "waiting_for_a_worker": len(busy),
             "paused": {e: round(t - time.monotonic(), 1) for e, t in self.paused.items()
                        if t > time.monotonic()},
             "stopping": self.stopping.is_set(),
