@@ -24,7 +24,13 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 class LazyGroup(click.Group):
     """Commands live in submodules that are imported only when listed or run."""
 
-    modules = ("nexus.cli.tasks", "nexus.cli.messages", "nexus.cli.agents", "nexus.cli.run")
+    modules = (
+        "nexus.cli.tasks",
+        "nexus.cli.messages",
+        "nexus.cli.agents",
+        "nexus.cli.run",
+        "nexus.cli.mcp",
+    )
 
     def _load(self) -> None:
         if getattr(self, "_loaded", False):
