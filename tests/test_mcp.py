@@ -208,7 +208,9 @@ def test_bad_arguments_are_tool_errors_that_change_nothing(workspace: Path) -> N
     assert not (root / "escape").exists()
 
 
-def test_plan_and_approve_in_prompt_mode_with_a_plan_the_caller_writes(workspace: Path) -> None:
+def test_plan_approve_and_review_in_prompt_mode_with_answers_the_caller_writes(
+    workspace: Path,
+) -> None:
     plan = """Here is the plan.
 
 ```yaml
@@ -245,7 +247,18 @@ tasks:
         again = await c.error("nexus_approve", plan=approved["plan"])
         assert "approved" in again
 
-    serve(workspace.parent, scenario, "--workspace", str(workspace))
+        spec = run["tasks"][0]["task_id"]
+        await c.call("nexus_complete", task_id=spec, result="docs/oauth.md written")
+        review = await c.call("nexus_review", task_id=spec)  # no oracle engine: the prompt
+        assert review["mode"] == "prompt" and "docs/oauth.md exists" in review["prompt"]
+        verdict = (
+            "verdict: accepted\nreasons: [the spec exists]\ncriteria:\n"
+            "  - criterion: docs/oauth.md exists\n    met: true\n    evidence: it is there\n"
+        )
+        recorded = await c.call("nexus_review", task_id=spec, verdict=verdict)
+        assert recorded["verdict"] == "accepted" and recorded["status"] == "complete"
+
+    serve(workspace.parent, scenario, "--workspace", str(workspace), "--tools", "all")
     log = git("log", "--format=%(trailers)", cwd=workspace)
     assert "Nexus-Actor: mcp" in log
 
