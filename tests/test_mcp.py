@@ -73,31 +73,20 @@ def head(repo: Path) -> str:
     return git("rev-parse", "HEAD", cwd=repo).strip()
 
 
-def test_core_tools_by_default_and_all_on_request(tmp_path: Path) -> None:
-    seen: dict[str, list[str]] = {}
-
-    async def main() -> None:
-        async with connect(tmp_path) as core:
-            seen["core"] = await core.tools()
-        async with connect(tmp_path, "--tools", "all") as full:
-            seen["all"] = await full.tools()
-            tools = {t.name: t for t in (await full.session.list_tools()).tools}
-            complete = tools["nexus_complete"]
-            assert complete.input_schema["required"] == ["task_id", "result"]
-            assert "unique prefix" in complete.input_schema["properties"]["task_id"]["description"]
-            assert tools["nexus_status"].annotations.read_only_hint is True  # type: ignore[union-attr]
-            assert all(t.description for t in tools.values())
-
-    anyio.run(main)
-    assert seen["core"] == list(CORE)
-    assert seen["all"] == list(ALL)
-    assert len(CORE) == 10 and len(ALL) == 18
-
-
-def test_lifecycle_create_execute_complete_and_resume_in_a_fresh_server(tmp_path: Path) -> None:
+def test_tool_sets_and_the_lifecycle_from_create_to_resume_in_a_fresh_server(
+    tmp_path: Path,
+) -> None:
     ids: dict[str, str] = {}
 
     async def first(c: Client) -> None:
+        assert await c.tools() == list(ALL)
+        tools = {t.name: t for t in (await c.session.list_tools()).tools}
+        complete = tools["nexus_complete"]
+        assert complete.input_schema["required"] == ["task_id", "result"]
+        assert "unique prefix" in complete.input_schema["properties"]["task_id"]["description"]
+        assert tools["nexus_status"].annotations.read_only_hint is True  # type: ignore[union-attr]
+        assert all(t.description for t in tools.values())
+
         made = await c.call("nexus_create_project", name="auth", goal="Migrate auth to OAuth2")
         assert made["path"] == str(tmp_path / "auth")
         a = await c.call("nexus_add_task", title="Research flows", size="S", role="aria")
@@ -133,6 +122,7 @@ def test_lifecycle_create_execute_complete_and_resume_in_a_fresh_server(tmp_path
         assert "Token endpoint" in status["_text"] and "33%" in status["_text"]
 
     async def second(c: Client) -> None:
+        assert await c.tools() == list(CORE)  # the default set: the lifecycle is all in it
         resumed = await c.call("nexus_resume", project="auth")
         assert [t["id"] for t in resumed["ready"]] == [ids["b"]]
         assert resumed["counts"]["complete"] == 1
@@ -147,7 +137,8 @@ def test_lifecycle_create_execute_complete_and_resume_in_a_fresh_server(tmp_path
         assert any("retried automatically" in w for w in failed["why"])
 
     serve(tmp_path, first, "--tools", "all")
-    serve(tmp_path, second, "--tools", "all")
+    serve(tmp_path, second)
+    assert len(CORE) == 10 and len(ALL) == 18
 
     project = tmp_path / "auth"
     log = git("log", "--format=%s%n%(trailers)%x00", cwd=project).split("\x00")
@@ -317,26 +308,22 @@ def test_projects_resources_messages_context_and_costs(tmp_path: Path) -> None:
 def test_run_true_starts_the_daemon_unless_one_already_runs(workspace: Path) -> None:
     from nexus.store import try_lock
 
-    async def busy(c: Client) -> None:
+    fd = try_lock(workspace / ".nexus" / "daemon.lock")  # as a running `nexus watch` would
+    assert fd is not None
+
+    async def scenario(c: Client) -> None:
         said = await c.call("nexus_execute", run=True)
         assert said["started"] is False and "already runs" in said["_text"]
-
-    async def free(c: Client) -> None:
+        os.close(fd)
         said = await c.call("nexus_execute", run=True)
         assert said["started"] is True and said["pid"] > 0
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         events = workspace / ".nexus" / "events.jsonl"
         while '"stopped"' not in (events.read_text() if events.exists() else ""):
             assert time.monotonic() < deadline, "the daemon did not finish"
             await anyio.sleep(0.1)
 
-    fd = try_lock(workspace / ".nexus" / "daemon.lock")
-    assert fd is not None
-    try:
-        serve(workspace, busy, "--workspace", str(workspace))
-    finally:
-        os.close(fd)
-    serve(workspace, free, "--workspace", str(workspace))
+    serve(workspace, scenario, "--workspace", str(workspace))
 
 
 def test_a_bug_in_a_tool_is_a_tool_error_pointing_at_a_crash_log() -> None:
