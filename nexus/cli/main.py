@@ -29,6 +29,7 @@ class LazyGroup(click.Group):
         "nexus.cli.messages",
         "nexus.cli.agents",
         "nexus.cli.run",
+        "nexus.cli.plan",
         "nexus.cli.mcp",
     )
 
