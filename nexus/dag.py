@@ -25,6 +25,10 @@ class Problem:
     def __str__(self) -> str:
         return f"{self.path} (field {self.field}): {self.message}\n  fix: {self.fix}"
 
+    def to_json(self) -> dict[str, object]:
+        return {"task": self.task_id, "path": self.path, "field": self.field,
+                "message": self.message, "fix": self.fix, "severity": self.severity}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Graph:

@@ -53,6 +53,10 @@ class TaskFileError(NexusError):
         self.line = line
         self.detail = message
 
+    def to_json(self) -> dict[str, object]:
+        return {"path": self.path, "line": self.line, "field": self.field,
+                "message": self.detail, "fix": self.fix}  # fmt: skip
+
 
 class ValidationError(NexusError):
     pass

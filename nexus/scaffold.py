@@ -26,7 +26,12 @@ def _scalar(value: str) -> str:
 
 
 def init(
-    folder: Path, name: str | None = None, goal: str = "", *, standalone: bool = False
+    folder: Path,
+    name: str | None = None,
+    goal: str = "",
+    *,
+    standalone: bool = False,
+    actor: str = "cli",
 ) -> Workspace:
     """Create a workspace in `folder`.  Inside an existing repository it becomes a subfolder
     workspace of that repository, unless `standalone` (then it gets a repository of its own,
@@ -79,7 +84,7 @@ def init(
             dst.write_text(text, encoding="utf-8")
         written.append(dst)
     ws = Workspace(folder)
-    message = journal.message(journal.Change(f"init workspace {name}", "cli"))
+    message = journal.message(journal.Change(f"init workspace {name}", actor))
     repo.commit_paths(
         [repo.rel(p) for p in written], message, private_index=ws.runtime / "git-index"
     )

@@ -477,7 +477,7 @@ class Service:
         batch = self.mutate(build, facts, actor, snapshot=snapshot)
         return batch.tasks[found[0]]
 
-    def edit(self, ref: str, assignments: Mapping[str, str]) -> Task:
+    def edit(self, ref: str, assignments: Mapping[str, str], reason: str | None = None) -> Task:
         """Set fields from FIELD=VALUE text (VALUE read as YAML: `deps=[a, b]`, `size=L`)."""
         import yaml
 
@@ -526,7 +526,7 @@ class Service:
                 batch.move(
                     task.id,
                     Status(_member("status", str(status), Status)),
-                    "edited from the CLI",
+                    reason or f"edited ({self.actor})",
                     changes,
                 )
             else:

@@ -206,8 +206,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 "counts": counts,
                 "progress": progress,
                 "tasks": [t.summary() for t in snap.tasks.values()],
-                "broken": [_error_json(e) for e in snap.broken],
-                "problems": [_problem_json(p) for p in snap.problems],
+                "broken": [e.to_json() for e in snap.broken],
+                "problems": [p.to_json() for p in snap.problems],
             }
         )
         return
@@ -219,21 +219,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
     )
     for p in snap.problems:
         warn(str(p))
-
-
-def _error_json(e: Any) -> dict[str, Any]:
-    return {"path": e.path, "line": e.line, "field": e.field, "message": e.detail, "fix": e.fix}
-
-
-def _problem_json(p: Any) -> dict[str, Any]:
-    return {
-        "task": p.task_id,
-        "path": p.path,
-        "field": p.field,
-        "message": p.message,
-        "fix": p.fix,
-        "severity": p.severity,
-    }
 
 
 def _move(ctx: click.Context, task_id: str, dst: str, reason: str, **kw: Any) -> None:
@@ -308,8 +293,8 @@ def validate(ctx: click.Context, as_json: bool) -> None:
     """Check every file; list each problem (file, field, message, fix).  Exit 1 if any."""
     svc = service(ctx)
     snap = svc.current()
-    errors = [_error_json(e) | {"severity": "error"} for e in snap.broken]
-    errors += [_problem_json(p) for p in snap.problems]
+    errors = [e.to_json() | {"severity": "error"} for e in snap.broken]
+    errors += [p.to_json() for p in snap.problems]
     warnings = [*svc.ws.config.warnings, *snap.warnings]
     if as_json:
         emit_json({"problems": errors, "warnings": warnings, "tasks": len(snap.tasks)})

@@ -325,7 +325,6 @@ class Lifecycle(Base):
         """The project's task tree (hierarchy, status, size, role) with counts per status and
         progress, plus files that cannot be read and problems in the graph."""
         from nexus.cli.render import status_tree
-        from nexus.cli.tasks import _error_json, _problem_json
 
         svc = self.projects.service(project)
         svc.sync()
@@ -350,8 +349,8 @@ class Lifecycle(Base):
                 "total": len(snap.tasks),
                 "tree": tree,
                 "truncated": len(snap.tasks) - shown,
-                "broken": [_error_json(e) for e in snap.broken],
-                "problems": [_problem_json(p) for p in snap.problems],
+                "broken": [e.to_json() for e in snap.broken],
+                "problems": [p.to_json() for p in snap.problems],
             },
         )
 

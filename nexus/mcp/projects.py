@@ -115,7 +115,7 @@ class Projects:
         if "\n" in goal:
             raise ValidationError("the goal must be one line", fix="put details in the plan")
         self.root.mkdir(parents=True, exist_ok=True)
-        ws = init(folder, name=name, goal=goal.strip())
+        ws = init(folder, name=name, goal=goal.strip(), actor="mcp")
         svc = self.service(self.name_of(ws.root))
         self.select(svc)
         return svc
