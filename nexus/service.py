@@ -14,6 +14,7 @@ A crash anywhere in 3 leaves the intent file behind, and the next nexus run fini
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -1075,11 +1076,9 @@ class Service:
 
     def plans(self) -> list[tuple[str, bool]]:
         """Every plan file (path, approved?), newest first."""
-        from nexus import plans
-
         found = []
         for path in (self.ws.root / "plans").glob("*.yaml"):
-            _parent, approved, created = plans.header(self.ws.read_text(path))
+            _parent, approved, created = _plan_header(path)
             stamp = created or iso(dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC))
             found.append((stamp, self.ws.rel(path), approved))
         return [(rel, approved) for _s, rel, approved in sorted(found, reverse=True)]
@@ -1344,7 +1343,7 @@ class Service:
             f"the oracle's last answer ({exc.spend.asks} asked)",
             saved=self.ws.rel(path),
             fix="ask again (perhaps with a clearer goal or another --engine), or write the plan "
-            "yourself and save it with the MCP tool nexus_approve",
+            "yourself (docs/planning.md) and approve it with `nexus run FILE`",
         )
 
     def _create_parts(
@@ -1483,11 +1482,9 @@ class Service:
 
     def _waiting_plans(self) -> dict[str, str]:
         """Plan files not yet approved, by the task they decompose."""
-        from nexus import plans
-
         out: dict[str, str] = {}
         for path in sorted((self.ws.root / "plans").glob("*.yaml")):
-            parent, approved, _created = plans.header(self.ws.read_text(path))
+            parent, approved, _created = _plan_header(path)
             if parent and not approved:
                 out.setdefault(parent, self.ws.rel(path))
         return out
@@ -1534,6 +1531,20 @@ def _result_section(text: str, result: str, stamp: str) -> str:
 
 def _titles(batch: Batch) -> dict[str, str]:
     return {tid: t.title[:60] for tid, t in batch.tasks.items()}
+
+
+def _plan_header(path: Path) -> tuple[str | None, bool, str]:
+    """`plans.header` of a plan file, read again only when the file changed (the daemon asks
+    every pass while an XL task waits)."""
+    st = path.stat()
+    return _header_of(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _header_of(path: str, mtime_ns: int, size: int) -> tuple[str | None, bool, str]:
+    from nexus import plans
+
+    return plans.header(Path(path).read_text(encoding="utf-8", errors="replace"))
 
 
 def _read(path: Path) -> str | None:

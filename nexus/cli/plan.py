@@ -138,12 +138,13 @@ def review(
     else:
         problem = None if prompt_only else svc.oracle_problem(engine)
         if prompt_only or problem:
+            prompt = svc.review_prompt(task_id)
             if problem:
                 warn(
                     f"no engine can review here ({problem}); the prompt follows: give it to a "
                     f"model and record its answer with `nexus review {task_id} --verdict FILE`"
                 )
-            click.echo(svc.review_prompt(task_id), nl=False)
+            click.echo(prompt, nl=False)
             return
         result = svc.review(task_id, engine=engine)
     if as_json:
