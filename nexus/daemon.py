@@ -325,6 +325,11 @@ class Daemon:
             self._post(frm, message, tid)
         return statuses
 
+    def _emit_transitions(self, batch: Batch) -> None:
+        for t in batch.transitions:
+            self.bus.emit("transition", t.task_id, src=str(t.src), dst=str(t.dst),
+                          reason=t.reason, actor="daemon")  # fmt: skip
+
     def _post(self, frm: str, message: Any, task_id: str) -> None:
         try:
             self.svc.send_message(frm, message.to, message.text, message.type, task_id)
@@ -497,15 +502,7 @@ class Daemon:
             self.bus.emit("daemon", state="error", message=f"could not claim tasks: {exc}")
             return
         self.watcher.own_writes([self.ws.root / p for p in batch.texts])
-        for t in batch.transitions:
-            self.bus.emit(
-                "transition",
-                t.task_id,
-                src=str(t.src),
-                dst=str(t.dst),
-                reason=t.reason,
-                actor="daemon",
-            )
+        self._emit_transitions(batch)
         for cand, r, session in claimed:
             task = batch.current(cand.task.id)
             self._start(task, roles.get(task.role or ""), r, session, batch.tasks)
@@ -693,15 +690,7 @@ class Daemon:
             return f"recover {len(orphans)} interrupted task(s)"
 
         batch = self.svc.mutate(build, None, "daemon", snapshot=self.svc.current())
-        for t in batch.transitions:
-            self.bus.emit(
-                "transition",
-                t.task_id,
-                src=str(t.src),
-                dst=str(t.dst),
-                reason=t.reason,
-                actor="daemon",
-            )
+        self._emit_transitions(batch)
 
     def _cancel_moved(self, snap: Snapshot) -> None:
         for tid, a in self.active.items():

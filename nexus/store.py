@@ -37,7 +37,7 @@ CONFIG_FILE = "nexus.yaml"
 RUNTIME = ".nexus"
 OWNED = ("nexus.yaml", "tasks", "agents", "scratchpads", "plans", "prompts", ".gitignore")
 """Paths (relative to the workspace) that nexus commits; nothing else is ever swept in."""
-CACHE_VERSION = 4
+CACHE_VERSION = (5, taskfile.ROW_FIELDS)  # a new Task field invalidates old caches
 MAX_TASK_FILE_BYTES = 1024 * 1024
 
 

@@ -160,29 +160,3 @@ class Task:
 
 
 _NOT_IN_SUMMARY = ("fields", "body")
-SUMMARY_KEYS = (
-    "id",
-    "title",
-    "kind",
-    "status",
-    "size",
-    "role",
-    "deps",
-    "parent",
-    "priority",
-    "engine",
-    "model",
-    "attempts",
-    "max_retries",
-    "acceptance",
-    "touches",
-    "assignee",
-    "session",
-    "created",
-    "updated",
-    "started",
-    "finished",
-    "error",
-    "cost",
-    "path",
-)

@@ -8,6 +8,7 @@ reported as warnings, never dropped.  `update` changes fields in place through
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,39 +17,12 @@ from nexus import frontmatter
 from nexus.errors import TaskFileError
 from nexus.task import Kind, Priority, Size, Status, Task, id_problem
 
-KNOWN_FIELDS = (
-    "id",
-    "title",
-    "kind",
-    "status",
-    "size",
-    "role",
-    "deps",
-    "parent",
-    "priority",
-    "engine",
-    "model",
-    "max_retries",
-    "attempts",
-    "timeout",
-    "acceptance",
-    "context",
-    "touches",
-    "verify",
-    "budget_usd",
-    "session",
-    "assignee",
-    "cost",
-    "created",
-    "updated",
-    "started",
-    "finished",
-    "error",
-    "script",
-    "engine_settings",
+ROW_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Task) if f.name not in ("path", "fields", "body")
 )
-"""DESIGN.md §3, plus `script` (steps for the script engine) and `engine_settings` (per-task
-engine options)."""
+"""The validated fields of a task (DESIGN.md §3), in the order the scan cache stores them."""
+KNOWN_FIELDS = (*ROW_FIELDS, "script", "engine_settings")
+"""Plus `script` (steps for the script engine) and `engine_settings` (per-task engine options)."""
 
 
 @dataclass(frozen=True)
@@ -185,35 +159,6 @@ def fields_to_task(fields: Mapping[str, Any], body: str, path: str, default_id: 
     return Parsed(task, tuple(warnings))
 
 
-ROW_FIELDS = (
-    "id",
-    "title",
-    "kind",
-    "status",
-    "size",
-    "role",
-    "deps",
-    "parent",
-    "priority",
-    "engine",
-    "model",
-    "max_retries",
-    "attempts",
-    "timeout",
-    "acceptance",
-    "context",
-    "touches",
-    "verify",
-    "budget_usd",
-    "session",
-    "assignee",
-    "created",
-    "updated",
-    "started",
-    "finished",
-    "error",
-    "cost",
-)
 _KINDS = {str(k): k for k in Kind}
 _STATUSES = {str(k): k for k in Status}
 _SIZES = {str(k): k for k in Size}
