@@ -941,7 +941,7 @@ class Service:
             "role": role,
             "session_id": kept.session if kept else None,
             "engine": kept.engine if kept else None,
-            "updated": kept.updated or None if kept else None,
+            "updated": (kept.updated or None) if kept else None,
             "replaced": list(kept.replaced) if kept else [],
             "current_tasks": running,
             "status": "working" if running else ("idle" if kept else "none"),

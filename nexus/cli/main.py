@@ -31,6 +31,7 @@ class LazyGroup(click.Group):
         "nexus.cli.run",
         "nexus.cli.plan",
         "nexus.cli.mcp",
+        "nexus.cli.web",
     )
 
     def _load(self) -> None:
