@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from nexus.task import Status, Transition
 
@@ -98,6 +99,24 @@ class Entry:
     @property
     def actor(self) -> str:
         return self.trailers.get("Actor", "")
+
+    def to_json(self, task_id: str | None = None) -> dict[str, Any]:
+        """The entry as `nexus log --json` and the web API show it (transitions of `task_id`
+        only, when given)."""
+        return {
+            "commit": self.commit,
+            "time": self.time,
+            "author": self.author,
+            "subject": self.subject,
+            "actor": self.actor,
+            "trailers": dict(self.trailers),
+            "created": list(self.created),
+            "transitions": [
+                {"task": t, "from": src, "to": dst}
+                for t, src, dst in self.transitions
+                if task_id is None or t == task_id
+            ],
+        }
 
     def cost_usd(self) -> float:
         try:

@@ -70,6 +70,7 @@ def test_a_built_wheel_ships_the_template_and_prompts(tmp_path: Path) -> None:
         capture_output=True,
     )
     assert (tmp_path / "ws" / "agents" / "prime.md").is_file()
+    assert (target / "nexus" / "web" / "static" / "index.html").is_file()
     assert (tmp_path / "ws" / ".gitignore").read_text().strip() == ".nexus/"
 
 

@@ -377,25 +377,7 @@ def log(ctx: click.Context, task_id: str | None, as_json: bool) -> None:
     tid = svc.resolve(svc.snapshot().tasks, task_id).id if task_id else None
     entries = svc.log(tid)
     if as_json:
-        emit_json(
-            [
-                {
-                    "commit": e.commit,
-                    "time": e.time,
-                    "author": e.author,
-                    "subject": e.subject,
-                    "actor": e.actor,
-                    "trailers": dict(e.trailers),
-                    "created": list(e.created),
-                    "transitions": [
-                        {"task": a, "from": b, "to": c}
-                        for a, b, c in e.transitions
-                        if tid is None or a == tid
-                    ],
-                }
-                for e in entries
-            ]
-        )
+        emit_json([e.to_json(tid) for e in entries])
         return
     for line in log_lines(entries):
         click.echo(line)

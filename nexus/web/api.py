@@ -22,7 +22,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from nexus import journal
 from nexus.errors import GitError, NexusError, TransitionError, WorkspaceError
 from nexus.service import Service, Snapshot, status_counts
 from nexus.task import Status, Task, id_problem
@@ -192,7 +191,7 @@ def get_task(svc: Service, a: Args) -> Any:
         "body": loaded.body,
         "result": extract_result(loaded.body),
         "why": svc.why(loaded, snap),
-        "history": [entry_json(e, task.id) for e in svc.log(task.id)],
+        "history": [e.to_json(task.id) for e in svc.log(task.id)],
     }
 
 
@@ -360,24 +359,6 @@ def get_scratchpad(svc: Service, a: Args) -> Any:
 # -- history and cost ----------------------------------------------------------------------------
 
 
-def entry_json(e: journal.Entry, task_id: str | None = None) -> dict[str, Any]:
-    """A journal entry as `nexus log --json` shows it."""
-    return {
-        "commit": e.commit,
-        "time": e.time,
-        "author": e.author,
-        "subject": e.subject,
-        "actor": e.actor,
-        "trailers": dict(e.trailers),
-        "created": list(e.created),
-        "transitions": [
-            {"task": t, "from": src, "to": dst}
-            for t, src, dst in e.transitions
-            if task_id is None or t == task_id
-        ],
-    }
-
-
 @route(
     "GET",
     "/api/log",
@@ -390,7 +371,7 @@ def get_log(svc: Service, a: Args) -> Any:
     if tid is not None and (problem := id_problem(tid)):
         raise Invalid("task", problem)
     limit = a.query["limit"] or 200
-    return [entry_json(e, tid) for e in svc.log(tid, [f"--max-count={limit}"])]
+    return [e.to_json(tid) for e in svc.log(tid, [f"--max-count={limit}"])]
 
 
 @route(
