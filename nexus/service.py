@@ -26,11 +26,11 @@ from nexus import dag, journal, promote, taskfile
 from nexus.changes import Batch, iso
 from nexus.errors import GitError, NexusError, TaskFileError, ValidationError, WorkspaceError
 from nexus.gitrepo import Repo
-from nexus.plans import Decomposition, Plan, PlanFile, Review
 from nexus.store import OWNED, Workspace
 from nexus.task import Kind, Priority, Size, Status, Task, Transition, can_transition, id_problem
 
 if TYPE_CHECKING:
+    from nexus.plans import Decomposition, Plan, PlanFile, Review
     from nexus.scratchpads import Message
 
 
@@ -1221,6 +1221,8 @@ class Service:
         return f"XL: decompose first — `nexus plan --parent {task.id}`, then `nexus approve`"
 
     def decompose_xl(self, snap: Snapshot, *, approve: bool = False) -> list[Decomposition]:
+        from nexus.plans import Decomposition
+
         """One round of auto-decomposition: plan the first ready XL task that has no parts, no
         plan waiting and no failure still cooling down; approve the plan when `approve`.  A
         failure is recorded (`nexus why` tells it) and asked again later with backoff."""
@@ -1315,6 +1317,7 @@ class Service:
 
     def _write_plan(self, plan: Plan, name: str, spend: Any) -> PlanFile:
         from nexus import plans
+        from nexus.plans import PlanFile
 
         rel = f"plans/{name}.yaml"
 

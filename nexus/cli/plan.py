@@ -5,14 +5,16 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from nexus.cli.main import cli
 from nexus.cli.run import make_daemon
 from nexus.cli.tasks import emit_json, service, warn
-from nexus.plans import Plan, PlanFile
+
+if TYPE_CHECKING:
+    from nexus.plans import Plan, PlanFile
 
 
 def plan_json(pf: PlanFile) -> dict[str, Any]:
