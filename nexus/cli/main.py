@@ -32,6 +32,7 @@ class LazyGroup(click.Group):
         "nexus.cli.plan",
         "nexus.cli.mcp",
         "nexus.cli.web",
+        "nexus.cli.history",
     )
 
     def _load(self) -> None:
@@ -40,11 +41,7 @@ class LazyGroup(click.Group):
         import importlib
 
         for name in self.modules:
-            try:
-                importlib.import_module(name)
-            except ModuleNotFoundError as exc:  # a surface still being built
-                if exc.name != name:
-                    raise
+            importlib.import_module(name)
         self._loaded = True
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -367,15 +367,21 @@ def resume(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("task_id", required=False)
+@click.option("--since", help="Only commits since then (git's syntax: '2 hours ago', a date).")
+@click.option("--actor", help="Only this actor (daemon, cli, mcp, web, user, ...).")
+@click.option("--role", help="Only runs of this agent role (the Nexus-Agent trailer).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def log(ctx: click.Context, task_id: str | None, as_json: bool) -> None:
+def log(ctx: click.Context, task_id: str | None, since: str | None, actor: str | None,
+        role: str | None, as_json: bool) -> None:  # fmt: skip
     """Transitions from the git history (time, commit, actor, task, from, to)."""
     from nexus.cli.render import log_lines
 
     svc = service(ctx)
     tid = svc.resolve(svc.snapshot().tasks, task_id).id if task_id else None
-    entries = svc.log(tid)
+    entries = svc.log(tid, [f"--since={since}"] if since else ())
+    entries = [e for e in entries if (actor is None or e.actor == actor)
+               and (role is None or e.trailers.get("Agent") == role)]  # fmt: skip
     if as_json:
         emit_json([e.to_json(tid) for e in entries])
         return
