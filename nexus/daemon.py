@@ -553,7 +553,7 @@ class Daemon:
                 workdir=workdir,
             )
 
-        info = results.RunInfo(r.engine, r.model, task.role, task.attempts, session)
+        info = results.RunInfo(r.engine, r.model, task.role, task.attempts)
         cancel = threading.Event()
 
         def work() -> None:

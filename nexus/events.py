@@ -1,7 +1,7 @@
 """Events, not prints: what happens flows as values to sinks.
 
 Sinks: the console (progress for a person), a JSONL log in `.nexus/events.jsonl` (read by the
-dashboards), and anything a test or the web server subscribes.  A sink that raises is dropped
+dashboards), and anything else that subscribes.  A sink that raises is dropped
 from that event, never from the daemon.
 """
 
@@ -70,16 +70,3 @@ class JsonlSink:
                     self.path.replace(self.path.with_suffix(".jsonl.1"))
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(line)
-
-
-class Recorder:
-    """Keeps every event (for tests)."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.events]

@@ -11,7 +11,7 @@ Pure.  Four outcomes:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nexus import taskfile
@@ -40,8 +40,6 @@ class RunInfo:
     model: str | None
     role: str | None
     attempt: int
-    session_before: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def add_cost(previous: Mapping[str, Any], result: EngineResult) -> dict[str, Any]:

@@ -46,7 +46,6 @@ class Scan:
     tasks: dict[str, Task] = field(default_factory=dict)
     broken: list[TaskFileError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    changed: set[str] = field(default_factory=set)  # paths parsed afresh in this scan
     digest: str = ""  # changes whenever any task file is added, removed or touched
 
 
@@ -137,7 +136,6 @@ class Workspace:
             if entry is None or entry[0] != key:
                 entry = (key, *_parse_entry(path, rel, st.st_size))
                 dirty = True
-                result.changed.add(rel)
             fresh[rel] = entry
             _, row, error, warnings = entry
             if error is not None:

@@ -78,6 +78,18 @@ def test_the_readme_session_promotes_and_commits(tmp_path: Path) -> None:
     assert f"cli     {c:<10} created" in text_log
 
 
+def test_edit_without_fields_opens_the_editor_and_commits_the_change_as_the_persons(
+    workspace: Path,
+) -> None:
+    a = run_nexus("add", "A", cwd=workspace).stdout.strip()
+    b = run_nexus("add", "B", "--deps", a, cwd=workspace).stdout.strip()
+    editor = "sed -i -e 's/^status: ready/status: complete/'"  # stands in for a person in $EDITOR
+    out = run_nexus("edit", a, cwd=workspace, env={"EDITOR": editor, "VISUAL": editor})
+    assert f"{a}: ready -> complete (edited by a person)" in out.stderr
+    assert json.loads(run_nexus("show", b, "--json", cwd=workspace).stdout)["status"] == "ready"
+    assert "Pat Person" in git("log", "--format=%an", cwd=workspace)
+
+
 def test_list_and_show_json_have_the_documented_fields(workspace: Path) -> None:
     tid = run_nexus(
         "add", "One", "--role", "aria", "--priority", "high", cwd=workspace

@@ -105,15 +105,14 @@ def test_diamond_promotes_the_join_only_after_both_sides() -> None:
 
 
 def test_a_long_chain_promotes_one_link_at_a_time() -> None:
-    n = 2000
+    n = 50
     ts = tasks(*(T(f"t{i}", deps=(f"t{i - 1}",) if i else ()) for i in range(n)))
+    assert dag.topological_order(ts) == [f"t{i}" for i in range(n)]
     for i in range(n):
         moves = promote(ts, NOW)
         assert [(t.task_id, t.dst) for t in moves] == [(f"t{i}", S.READY)]
         ts[f"t{i}"] = T(f"t{i}", status=S.COMPLETE, deps=ts[f"t{i}"].deps)
-        if i > 5:
-            break  # the pattern holds; the full chain is exercised by the next test
-    assert dag.topological_order(ts)[:3] == ["t0", "t1", "t2"]
+    assert promote(ts, NOW) == []
 
 
 def test_promotion_of_a_10000_task_chain_is_linear() -> None:
