@@ -1,0 +1,324 @@
+"""The write path every operation shares: reading the workspace, syncing (repair, people's
+edits, promotion) and committing a batch with its trailers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nexus import dag, journal, promote, taskfile
+from nexus.changes import Batch
+from nexus.errors import TaskFileError, ValidationError, WorkspaceError
+from nexus.gitrepo import Repo
+from nexus.store import OWNED, Workspace
+from nexus.task import Status, Task, Transition, can_transition, id_problem
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Snapshot:
+    tasks: dict[str, Task]
+    broken: list[TaskFileError]
+    warnings: list[str]
+    digest: str = ""
+    _problems: list[dag.Problem] | None = None
+
+    @property
+    def problems(self) -> list[dag.Problem]:
+        """Structural problems of the graph (computed on first use: cycles cost a full pass)."""
+        if self._problems is None:
+            self._problems = dag.problems(self.tasks)
+        return self._problems
+
+
+@dataclass
+class SyncReport:
+    repaired: list[str] = field(default_factory=list)  # paths committed from an intent
+    person_edits: list[str] = field(default_factory=list)  # paths committed as the person's
+    transitions: list[Transition] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)
+
+
+class ServiceCore:
+    def __init__(
+        self,
+        ws: Workspace,
+        actor: str = "cli",
+        now: Callable[[], dt.datetime] = utcnow,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ws = ws
+        self.actor = actor
+        self.now = now
+        self.warn = warn or (lambda _m: None)
+        repo = Repo.discover(ws.root, warn=self.warn)
+        if repo is None:
+            raise WorkspaceError(
+                f"{ws.root} is not inside a git repository",
+                fix=f"run `git init` in {ws.root} (or recreate it with `nexus init`)",
+            )
+        self.repo = repo
+        self._snap: Snapshot | None = None
+        self.written: list[str] = []  # workspace-relative paths this service wrote (for the daemon)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The workspace as it is on disk now."""
+        scan = self.ws.scan()
+        self._snap = Snapshot(scan.tasks, scan.broken, scan.warnings, scan.digest)
+        return self._snap
+
+    def current(self) -> Snapshot:
+        """The snapshot this service last read or wrote (read now if there is none)."""
+        return self._snap if self._snap is not None else self.snapshot()
+
+    def resolve(self, tasks: Mapping[str, Task], ref: str) -> Task:
+        """A task by id or by a unique id prefix."""
+        if problem := id_problem(ref):
+            raise ValidationError(f"task id {problem}")
+        if ref in tasks:
+            return tasks[ref]
+        matches = [t for tid, t in tasks.items() if tid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            names = ", ".join(sorted(t.id for t in matches)[:5])
+            raise ValidationError(
+                f"{ref!r} matches several tasks ({names})", fix="type more of the id"
+            )
+        raise ValidationError(f"no task {ref!r}", fix="see the ids with `nexus list`")
+
+    def policy(self) -> promote.RetryPolicy:
+        lim = self.ws.config.limits
+        return promote.RetryPolicy(max_retries=lim.max_retries, backoff=lim.retry_backoff)
+
+    @property
+    def _pathspecs(self) -> list[str]:
+        return [self.repo.rel(self.ws.root / p) for p in OWNED]
+
+    # -- the write path ----------------------------------------------------------------------
+
+    def sync(self) -> SyncReport:
+        """Repair, commit people's edits, promote: what every command does first."""
+        with self.ws.lock():
+            return self._sync_locked()[0]
+
+    def _sync_locked(self) -> tuple[SyncReport, Snapshot]:
+        report = SyncReport()
+        snap = self.snapshot()
+        settled_file = self.ws.runtime / "settled"
+        fingerprint = snap.digest + self.ws.owned_stat_digest(self.repo.git_dir)
+        intent = (self.ws.runtime / "intent.json").exists()
+        if not intent and _read(settled_file) == fingerprint:
+            # Nothing changed since a sync found the workspace committed and fully promoted:
+            # only time can have moved something (a failed task's retry backoff running out).
+            seeds = [t.id for t in snap.tasks.values() if t.status is Status.FAILED]
+            return report, self._promote_and_commit(snap, report, seeds)
+        self._repair(report)
+        self._commit_person_edits(report)
+        if report.repaired or report.person_edits:
+            snap = self.snapshot()
+        snap = self._promote_and_commit(snap, report, None)
+        if not (report.repaired or report.person_edits or report.transitions):
+            settled_file.write_text(fingerprint)
+        return report, snap
+
+    def _promote_and_commit(
+        self, snap: Snapshot, report: SyncReport, seeds: Sequence[str] | None
+    ) -> Snapshot:
+        if seeds is not None and not seeds:
+            return snap
+        batch = Batch(self.ws, snap.tasks, self.now())
+        batch.promote(self.policy(), seeds=seeds)
+        if batch.transitions:
+            commit = self._commit(batch, journal.summarize(batch.transitions, _titles(batch)))
+            report.transitions.extend(batch.transitions)
+            report.commits += [commit] if commit else []
+            snap = Snapshot(batch.tasks, snap.broken, snap.warnings)
+        self._snap = snap
+        return snap
+
+    def mutate(
+        self,
+        build: Callable[[Batch, Snapshot], str],
+        facts: Mapping[str, str] | None = None,
+        actor: str | None = None,
+        *,
+        snapshot: Snapshot | None = None,
+    ) -> Batch:
+        """Run `build` (which fills a batch and returns the commit summary) and commit the
+        result together with the promotions it causes.
+
+        Without `snapshot`, the workspace is synced first (people's edits committed as theirs).
+        A long-running caller that keeps its own up-to-date snapshot (the daemon) may pass it;
+        the files being changed are re-read either way, so a stale snapshot cannot override
+        what is on disk.
+        """
+        with self.ws.lock():
+            snap = snapshot if snapshot is not None else self._sync_locked()[1]
+            batch = Batch(self.ws, snap.tasks, self.now())
+            summary = build(batch, snap)
+            _check_graph(batch)
+            batch.promote(self.policy())
+            self._commit(batch, summary, facts, actor, extra_paths=batch.extra_paths)
+            self._snap = Snapshot(batch.tasks, snap.broken, snap.warnings)
+            return batch
+
+    def _commit(
+        self,
+        batch: Batch,
+        summary: str,
+        facts: Mapping[str, str] | None = None,
+        actor: str | None = None,
+        author: tuple[str, str] | None = None,
+        extra_paths: Sequence[str] = (),
+    ) -> str | None:
+        if not batch.texts and not extra_paths:
+            return None
+        change = journal.Change(
+            summary, actor or self.actor, batch.transitions, (), facts or {}, batch.created
+        )
+        message = journal.message(change)
+        paths = [self.repo.rel(self.ws.root / p) for p in batch.texts] + list(extra_paths)
+        intent = self.ws.runtime / "intent.json"
+        _write_json(intent, {"paths": paths, "message": message})
+        for rel, text in batch.texts.items():
+            self.ws.write_atomic(self.ws.root / rel, text)
+        self.written.extend(batch.texts)
+        commit = self.repo.commit_paths(
+            paths, message, private_index=self.ws.runtime / "git-index", author=author
+        )
+        intent.unlink(missing_ok=True)
+        return commit
+
+    def _repair(self, report: SyncReport) -> None:
+        intent = self.ws.runtime / "intent.json"
+        try:
+            data = json.loads(intent.read_text())
+            paths, message = list(data["paths"]), str(data["message"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError):
+            self.warn(f"ignored an unreadable {intent} (a crash while writing it)")
+            intent.unlink(missing_ok=True)
+            return
+        subject, _, rest = message.partition("\n")
+        message = f"{subject} (recovered)\n{rest}"
+        commit = self.repo.commit_paths(paths, message, private_index=self.ws.runtime / "git-index")
+        intent.unlink(missing_ok=True)
+        if commit:
+            report.repaired.extend(paths)
+            report.commits.append(commit)
+            self.warn(f"committed {len(paths)} file(s) an interrupted nexus run had written")
+
+    def _commit_person_edits(self, report: SyncReport) -> None:
+        entries = self.repo.status(self._pathspecs)
+        if not entries:
+            return
+        top = self.repo.top
+        ws_prefix = self.repo.rel(self.ws.root)
+        tasks_prefix = self.repo.rel(self.ws.tasks_dir) + "/"
+        changed: list[str] = []
+        notes: list[str] = []
+        transitions: list[Transition] = []
+        task_paths = [
+            e.path for e in entries if e.path.startswith(tasks_prefix) and e.path.endswith(".md")
+        ]
+        before = self.repo.show_many("HEAD", task_paths) if task_paths else {}
+        for entry in entries:
+            path = entry.path
+            if path.startswith(tasks_prefix) and path.endswith(".md"):
+                note = self._person_task_change(top / path, path, before.get(path), transitions)
+                if note is None:
+                    continue  # broken: left for the person to fix, reported by status
+                notes.append(note)
+            elif Path(path).name.startswith(".") and path.endswith(".tmp"):
+                continue  # a temp file of an atomic write in progress
+            changed.append(path)
+        if not changed:
+            return
+        change = journal.Change(
+            f"{len(changed)} file(s) edited by a person", "user", transitions, notes
+        )
+        commit = self.repo.commit_paths(
+            changed,
+            journal.message(change),
+            private_index=self.ws.runtime / "git-index",
+            author=self.repo.person(),
+        )
+        if commit:
+            report.person_edits.extend(
+                p[len(ws_prefix) + 1 :] if ws_prefix != "." else p for p in changed
+            )
+            report.commits.append(commit)
+            report.transitions.extend(transitions)
+
+    def _person_task_change(
+        self, abspath: Path, path: str, old: bytes | None, transitions: list[Transition]
+    ) -> str | None:
+        """A note for the commit, with any status change a person made; None when the file is
+        broken (it is then left uncommitted)."""
+        stem = Path(path).stem
+        if not abspath.exists():
+            return f"deleted {path}"
+        try:
+            new = taskfile.parse(self.ws.read_text(abspath), path, stem).task
+        except TaskFileError:
+            return None
+        if old is None:
+            return f"created {new.id} ({new.title})"
+        try:
+            prev = taskfile.parse(old.decode("utf-8"), path, stem).task
+        except (TaskFileError, UnicodeDecodeError):
+            return f"fixed {new.id}"
+        if prev.status is not new.status:
+            allowed = can_transition(prev.status, new.status)
+            why = "edited by a person" + ("" if allowed else " (outside the lifecycle table)")
+            transitions.append(Transition(new.id, prev.status, new.status, why))
+        return f"edited {new.id}"
+
+
+def status_counts(tasks: Mapping[str, Task]) -> tuple[dict[str, int], float]:
+    counts = {str(s): 0 for s in Status}
+    for t in tasks.values():
+        counts[str(t.status)] += 1
+    live = len(tasks) - counts["cancelled"]
+    progress = counts["complete"] / live if live else 0.0
+    return counts, round(progress, 4)
+
+
+def _check_graph(batch: Batch) -> None:
+    if not any(t.dst is Status.PENDING for t in batch.transitions) and not batch.deps_changed:
+        return  # no dep was added or reopened: no new cycle is possible
+    cycles = dag.find_cycles(batch.tasks)
+    if cycles:
+        raise ValidationError(
+            f"this would create a dependency cycle: {' → '.join(cycles[0])}",
+            fix="remove one of those deps",
+        )
+
+
+def _titles(batch: Batch) -> dict[str, str]:
+    return {tid: t.title[:60] for tid, t in batch.tasks.items()}
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
