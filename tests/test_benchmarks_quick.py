@@ -1,0 +1,96 @@
+"""The side-by-side benchmark (issue 7) keeps working: its CI quick mode runs end to end, and
+the Backlog.md adapter writes task files in Backlog.md's own format — checked without npm,
+since Backlog.md is never a test dependency."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import backlog, report
+from tests.conftest import REPO_ROOT, git
+
+# Written by the real `backlog task create "Benchmark task 0" -d "Task 0."` (backlog.md
+# 1.52.0), and `--dep TASK-1` for the dependencies block; only created_date differs.
+CREATED_BY_BACKLOG_CLI = """---
+id: TASK-1
+title: Benchmark task 0
+status: To Do
+assignee: []
+created_date: '2026-01-01 00:00'
+labels: []
+dependencies: []
+ordinal: 1000
+---
+
+## Description
+
+<!-- SECTION:DESCRIPTION:BEGIN -->
+Task 0.
+<!-- SECTION:DESCRIPTION:END -->
+"""
+DEPENDENCIES_BY_BACKLOG_CLI = "dependencies:\n  - TASK-1\n  - TASK-2\nordinal:"
+
+
+def test_backlog_task_file_matches_what_its_cli_writes() -> None:
+    name, text = backlog.task_file(1, "Benchmark task 0", "To Do", [], "Task 0.")
+    assert name == "task-1 - Benchmark-task-0.md"
+    assert text == CREATED_BY_BACKLOG_CLI
+    _, text = backlog.task_file(9, "Benchmark task 8", "To Do", [1, 2], "x")
+    assert DEPENDENCIES_BY_BACKLOG_CLI in text
+
+
+def test_backlog_workspace_mirrors_the_nexus_benchmark_shape(tmp_path: Path) -> None:
+    git("init", "-q", cwd=tmp_path)
+    (tmp_path / "backlog" / "tasks").mkdir(parents=True)
+    ids = backlog.write_tasks(tmp_path, 20)
+    files = sorted((tmp_path / "backlog" / "tasks").iterdir())
+    assert len(files) == len(ids) == 20
+    texts = {f.name: f.read_text() for f in files}
+    assert sum("status: Done" in t for t in texts.values()) == 2  # a tenth, as in nexus's
+    assert "dependencies:\n  - TASK-8\n  - TASK-2\n" not in texts["task-9 - Benchmark-task-8.md"]
+    assert "dependencies:\n  - TASK-2\n  - TASK-8\n" in texts["task-9 - Benchmark-task-8.md"]
+    assert git("status", "--porcelain", cwd=tmp_path) == ""  # committed
+
+
+def test_report_ratios_table_and_flags() -> None:
+    rec = report.Record({"sizes": [100, 1000], "many": 1000, "loop": 1000, "load": []})
+    rec.add("list", 100, "nexus", [0.2, 0.1, 0.3])
+    rec.add("list", 100, "backlog", [0.8])
+    rec.add("list", 1000, "nexus", [4.0])
+    rec.add("list", 1000, "floor", [1.0])
+    table = report.markdown(rec)
+    assert "| list all tasks (`list --json`) | 100 | 200 ms (100 ms–300 ms) | 800 ms |" in table
+    assert "| 0.25 | – |" in table
+    found = report.flags(rec)
+    assert any(f.startswith("list: grows as n^1.30") for f in found)
+    assert "list: 4.00× its floor at 1000 tasks" in found
+    with pytest.raises(ValueError, match="bad figure"):
+        rec.add("list", 100, "nexus", [])
+
+
+@pytest.mark.slow
+def test_quick_mode_measures_every_operation_and_draws_plots(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--no-backlog", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "benchmarks.json").read_text())
+    assert data["meta"]["sizes"] == [100] and data["meta"]["runs"] == 1
+    for op in report.OPS:
+        figure = data["ops"][op.key]["100"]["nexus"]
+        assert figure["median"] > 0, op.key
+        if op.floor:
+            assert data["ops"][op.key]["100"]["floor"]["median"] > 0, op.key
+    for png in ("bench_times.png", "bench_space.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG"), png
+    assert "| list all tasks (`list --json`) | 100 |" in proc.stdout
