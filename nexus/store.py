@@ -1,6 +1,6 @@
 """The workspace on disk: finding it, reading every task file fast, writing atomically, locking.
 
-Shell.  Reading 10,000 task files is kept cheap by a cache in `.nexus/cache.json` keyed by each
+Shell.  Reading 10,000 task files is kept cheap by a cache in `.nexus/cache.bin` keyed by each
 file's (mtime_ns, ctime_ns, size, inode): only files that changed since the last run are parsed.
 The cache holds parsed *fields* (plain JSON), never code, and a corrupt cache is ignored.
 
@@ -12,16 +12,18 @@ write a 300 KB tree; see docs/performance.md).  People may put task files anywhe
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import marshal
 import os
+import re
 import secrets
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
@@ -37,7 +39,7 @@ CONFIG_FILE = "nexus.yaml"
 RUNTIME = ".nexus"
 OWNED = ("nexus.yaml", "tasks", "agents", "scratchpads", "plans", "prompts", ".gitignore")
 """Paths (relative to the workspace) that nexus commits; nothing else is ever swept in."""
-CACHE_VERSION = (5, taskfile.ROW_FIELDS)  # a new Task field invalidates old caches
+CACHE_VERSION = (6, taskfile.ROW_FIELDS)  # a new Task field invalidates old caches
 MAX_TASK_FILE_BYTES = 1024 * 1024
 
 
@@ -47,6 +49,9 @@ class Scan:
     broken: list[TaskFileError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     digest: str = ""  # changes whenever any task file is added, removed or touched
+    # Each task's summary already encoded as JSON, kept in the cache beside its row: a
+    # command that prints every task (`list --json`) then encodes nothing (see json_summaries).
+    encoded: dict[str, tuple[Task, str]] = field(default_factory=dict)
 
 
 class Workspace:
@@ -137,7 +142,7 @@ class Workspace:
                 entry = (key, *_parse_entry(path, rel, st.st_size))
                 dirty = True
             fresh[rel] = entry
-            _, row, error, warnings = entry
+            _, row, error, warnings, encoded = entry
             if error is not None:
                 message, line, field_, fix = error
                 result.broken.append(
@@ -159,6 +164,7 @@ class Workspace:
                 continue
             first_path[task.id] = rel
             result.tasks[task.id] = task
+            result.encoded[task.id] = (task, encoded or _encode(task))
         if dirty or len(fresh) != len(cache):
             _write_cache(cache_file, fresh)
         result.digest = hashlib.blake2b(
@@ -336,8 +342,23 @@ def _stat_key(path: Path) -> str:
     return f"{st.st_mtime_ns},{st.st_ctime_ns},{st.st_size},{st.st_ino}"
 
 
-def _parse_entry(path: str, rel: str, size: int) -> tuple[Any, Any, list[str]]:
-    """(row, error, warnings) for one file; error is (message, line, field, fix)."""
+def json_summaries(tasks: Iterable[Task], encoded: Mapping[str, tuple[Task, str]]) -> str:
+    """`json.dumps([t.summary() for t in tasks])`, reusing the encodings a scan cached for
+    tasks that have not changed since (the very same Task value)."""
+    parts = []
+    for t in tasks:
+        cached = encoded.get(t.id)
+        parts.append(cached[1] if cached is not None and cached[0] is t else _encode(t))
+    return "[" + ",".join(parts) + "]"
+
+
+def _encode(task: Task) -> str:
+    return json.dumps(task.summary(), ensure_ascii=False)
+
+
+def _parse_entry(path: str, rel: str, size: int) -> tuple[Any, Any, list[str], str | None]:
+    """(row, error, warnings, encoded summary) for one file; error is (message, line, field,
+    fix)."""
     if size > MAX_TASK_FILE_BYTES:
         return (
             None,
@@ -348,6 +369,7 @@ def _parse_entry(path: str, rel: str, size: int) -> tuple[Any, Any, list[str]]:
                 "move large content to another file and list it under 'context'",
             ),
             [],
+            None,
         )
     try:
         with open(path, "rb") as fh:
@@ -357,20 +379,23 @@ def _parse_entry(path: str, rel: str, size: int) -> tuple[Any, Any, list[str]]:
             None,
             (f"not UTF-8 text (byte {exc.start})", None, None, "save the file as UTF-8"),
             [],
+            None,
         )
     except OSError as exc:
-        return None, (f"cannot read: {exc.strerror}", None, None, "check its permissions"), []
+        return None, (f"cannot read: {exc.strerror}", None, None, "check its permissions"), [], None
     if "\0" in text:
         return (
             None,
             ("the file contains NUL bytes", None, None, "remove them; task files are text"),
             [],
+            None,
         )
     try:
         parsed = taskfile.parse(text, rel, rel.rsplit("/", 1)[-1].removesuffix(".md"))
     except TaskFileError as exc:
-        return None, (exc.detail, exc.line, exc.field, exc.fix), []
-    return taskfile.task_row(parsed.task), None, list(parsed.warnings)
+        return None, (exc.detail, exc.line, exc.field, exc.fix), [], None
+    task = parsed.task
+    return taskfile.task_row(task), None, list(parsed.warnings), _encode(task)
 
 
 def _read_cache(path: Path) -> dict[str, Any]:

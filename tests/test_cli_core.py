@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from nexus.task import Status
 from tests.conftest import git, run_nexus
 
 
@@ -118,6 +119,31 @@ def test_list_and_show_json_have_the_documented_fields(workspace: Path) -> None:
         run_nexus("list", "--status", "ready", "--role", "aria", "--json", cwd=workspace).stdout
     )
     assert [t["id"] for t in only_ready] == [tid]
+
+
+def test_list_json_from_the_cache_equals_encoding_every_task_afresh(workspace: Path) -> None:
+    # `list --json` and `status --json` splice encodings cached by the scan; they must say
+    # exactly what encoding each task now would, also after a change made in the same run.
+    from nexus.service import Service
+    from nexus.store import Workspace, json_summaries
+
+    a = run_nexus("add", "Ünïcode — “quotes” \\ back", "--acceptance", "x: y", cwd=workspace)
+    b = run_nexus("add", "B", "--deps", a.stdout.strip(), "--priority", "high", cwd=workspace)
+    for _ in range(2):  # the first scan parses, the second reads the cache
+        svc = Service(Workspace(workspace))
+        snap = svc.snapshot()
+        order = sorted(snap.tasks.values(), key=lambda t: t.id)
+        fresh = json.loads(json.dumps([t.summary() for t in order], ensure_ascii=False))
+        assert json.loads(json_summaries(order, snap.encoded)) == fresh
+    svc.set_status(b.stdout.strip(), Status.CANCELLED, reason="test")  # a task changed in-process
+    snap = svc.current()
+    order = list(snap.tasks.values())
+    fresh = json.loads(json.dumps([t.summary() for t in order], ensure_ascii=False))
+    assert json.loads(json_summaries(order, snap.encoded)) == fresh
+    listed = json.loads(run_nexus("list", "--json", cwd=workspace).stdout)
+    status = json.loads(run_nexus("status", "--json", cwd=workspace).stdout)
+    assert sorted(listed, key=lambda t: t["id"]) == sorted(status["tasks"], key=lambda t: t["id"])
+    assert {t["status"] for t in listed} == {"ready", "cancelled"}
 
 
 def test_complete_fail_cancel_retry_and_edit(workspace: Path) -> None:

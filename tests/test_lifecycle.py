@@ -166,6 +166,23 @@ def test_cycles_are_reported_with_their_path() -> None:
     assert promote(ts, NOW) == []
 
 
+def test_cycles_are_found_behind_chains_and_among_their_dependents() -> None:
+    # Tasks that only depend on a cycle (e, f) or sit on a plain chain (p, q) are not part of
+    # it; two separate cycles are both reported, with a self-dep left to `problems`.
+    ts = tasks(
+        T("p"),
+        T("q", deps=("p",)),
+        T("a", deps=("b", "q")),
+        T("b", deps=("a",)),
+        T("e", deps=("a",)),
+        T("f", deps=("e", "y")),
+        T("x", deps=("y",)),
+        T("y", deps=("x",)),
+        T("s", deps=("s",)),
+    )
+    assert sorted(dag.find_cycles(ts)) == [["a", "b", "a"], ["x", "y", "x"]]
+
+
 def test_missing_self_and_cancelled_deps_are_reported() -> None:
     ts = tasks(
         T("a", deps=("a",)),

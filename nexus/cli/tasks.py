@@ -13,17 +13,34 @@ import click
 from nexus.cli.main import cli
 
 if TYPE_CHECKING:
-    from nexus.service import Service, SyncReport
+    from collections.abc import Sequence
+
+    from nexus.service import Service, Snapshot, SyncReport
+    from nexus.task import Task
 
 
 def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
-def emit_json(data: Any) -> None:
-    # Indented for a person at a terminal; compact (C encoder, ~20x faster) for programs.
-    indent = 2 if sys.stdout.isatty() else None
-    click.echo(json.dumps(data, indent=indent, ensure_ascii=False))
+def emit_json(data: Any, tasks: Snapshot | None = None, order: Sequence[Task] = ()) -> None:
+    """Print `data` as JSON: indented for a person at a terminal, compact (C encoder, ~20x
+    faster) for programs.  With `tasks`, the summaries of `order` are added (as a list, or
+    as the key "tasks" of a `data` dict) from the encodings the scan cached."""
+    if tasks is None or sys.stdout.isatty():
+        if tasks is not None:
+            listed = [t.summary() for t in order]
+            data = listed if data is None else {**data, "tasks": listed}
+        click.echo(json.dumps(data, indent=2 if sys.stdout.isatty() else None, ensure_ascii=False))
+        return
+    from nexus.store import json_summaries
+
+    listed_text = json_summaries(order, tasks.encoded)
+    if data is None:
+        click.echo(listed_text)
+    else:
+        head = json.dumps({**data, "tasks": None}, ensure_ascii=False)
+        click.echo(head[: -len("null}")] + listed_text + "}")
 
 
 def service(ctx: click.Context, actor: str = "cli") -> Service:
@@ -160,7 +177,7 @@ def list_(ctx: click.Context, statuses: tuple[str, ...], role: str | None, as_js
     ]
     tasks.sort(key=lambda t: (t.created or "", t.id))
     if as_json:
-        emit_json([t.summary() for t in tasks])
+        emit_json(None, snap, tasks)
         return
     color = sys.stdout.isatty()
     for t in tasks:

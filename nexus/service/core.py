@@ -30,6 +30,7 @@ class Snapshot:
     warnings: list[str]
     digest: str = ""
     _problems: list[dag.Problem] | None = None
+    encoded: dict[str, tuple[Task, str]] = field(default_factory=dict)  # see Scan.encoded
 
     @property
     def problems(self) -> list[dag.Problem]:
@@ -74,7 +75,9 @@ class ServiceCore:
     def snapshot(self) -> Snapshot:
         """The workspace as it is on disk now."""
         scan = self.ws.scan()
-        self._snap = Snapshot(scan.tasks, scan.broken, scan.warnings, scan.digest)
+        self._snap = Snapshot(
+            scan.tasks, scan.broken, scan.warnings, scan.digest, encoded=scan.encoded
+        )
         return self._snap
 
     def current(self) -> Snapshot:
@@ -143,7 +146,7 @@ class ServiceCore:
             commit = self._commit(batch, journal.summarize(batch.transitions, _titles(batch)))
             report.transitions.extend(batch.transitions)
             report.commits += [commit] if commit else []
-            snap = Snapshot(batch.tasks, snap.broken, snap.warnings)
+            snap = Snapshot(batch.tasks, snap.broken, snap.warnings, encoded=snap.encoded)
         self._snap = snap
         return snap
 
@@ -170,7 +173,7 @@ class ServiceCore:
             _check_graph(batch)
             batch.promote(self.policy())
             self._commit(batch, summary, facts, actor, extra_paths=batch.extra_paths)
-            self._snap = Snapshot(batch.tasks, snap.broken, snap.warnings)
+            self._snap = Snapshot(batch.tasks, snap.broken, snap.warnings, encoded=snap.encoded)
             return batch
 
     def _commit(
