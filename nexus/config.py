@@ -33,6 +33,7 @@ TOP_KEYS = (
     "workers",
 )
 LIMIT_KEYS = ("workers", "max_retries", "timeout", "retry_backoff", "rate_limit_backoff")
+BUDGET_KEYS = ("project_usd",)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def _positive(section: Mapping[str, Any], key: str, where: str, integer: bool) -
         raise ConfigError(
             f"nexus.yaml: {where}.{key} must be a {'whole ' if integer else ''}number ≥ 0, "
             f"not {value!r}",
-            fix=f"write e.g. '{key}: 4' under '{where}:'",
+            fix=f"write e.g. '{key}: 4' under '{where}:'"
+            + (" (or null for no cap)" if where == "budgets" else ""),
         )
     return value
 
@@ -110,6 +112,12 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
         lim[key] = _positive(limits_raw, key, "limits", integer=key in ("workers", "max_retries"))
     if "workers" in data and "workers" not in lim:
         lim["workers"] = _positive(data, "workers", "(top level)", integer=True)
+    budgets = data.get("budgets") or {}
+    for key in budgets:
+        if key not in BUDGET_KEYS:
+            warnings.append(f"nexus.yaml: unknown key budgets.{key!r} (known: {BUDGET_KEYS})")
+        elif budgets[key] is not None:
+            _positive(budgets, key, "budgets", integer=False)
     routing = data.get("routing") or DEFAULT_ROUTING
     for engine, table in routing.items():
         if not isinstance(table, Mapping):
@@ -129,7 +137,7 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
         engines=data.get("engines") or {},
         routing=routing,
         limits=Limits(**lim),
-        budgets=data.get("budgets") or {},
+        budgets=budgets,
         prices=data.get("prices") or {},
         roles=data.get("roles") or {},
         raw=dict(data),

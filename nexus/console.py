@@ -21,7 +21,7 @@ class ConsoleSink:
         self.out = out or sys.stderr
         self.verbose = verbose
         self.color = hasattr(self.out, "isatty") and self.out.isatty()
-        self._last_progress: tuple[int, int, int, float] | None = None
+        self._last_progress: tuple[int, int, int, float, int] | None = None
         self._lock = threading.Lock()
 
     def _say(self, text: str, color: str | None = None) -> None:
@@ -61,13 +61,17 @@ class ConsoleSink:
             state = d.get("state")
             if state == "started":
                 self._say(f"nexus watch: {d.get('workers')} workers (pid {d.get('pid')})")
-            elif state in ("stopping", "error", "warning", "cancel", "recovering"):
+            elif state in ("stopping", "error", "warning", "cancel", "recovering", "paused"):
                 msg = d.get("message") or f"{d.get('running', 0)} agent(s) still running"
                 self._say(f"{state}: {msg}", "yellow" if state != "error" else "red")
+            elif state == "resumed":
+                self._say(f"resumed: {d.get('message')}", "green")
         elif e.kind == "progress":
             running = d.get("running") or []
-            key = (d.get("done", 0), d.get("total", 0), len(running), d.get("cost_usd", 0.0))
+            key = (d.get("done", 0), d.get("total", 0), len(running), d.get("cost_usd", 0.0),
+                   d.get("paused_by_budget", 0))  # fmt: skip
             if key != self._last_progress:
                 self._last_progress = key
                 cost = f" · ${key[3]:.4f}" if key[3] else ""
-                self._say(f"[{key[0]}/{key[1]} complete · {key[2]} running{cost}]")
+                held = f" · {key[4]} paused by budget" if key[4] else ""
+                self._say(f"[{key[0]}/{key[1]} complete · {key[2]} running{cost}{held}]")

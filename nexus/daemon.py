@@ -92,6 +92,7 @@ class Daemon:
         self._last_sync = 0.0
         self._role_problems: list[str] = []
         self._pass_roles: dict[str, agents.Role] | None = None
+        self._roles_read: tuple[Any, tuple[dict[str, agents.Role], list[str]]] | None = None
         self._published = ""
         self._failed_cache: tuple[Snapshot, list[Task]] | None = None
         self._stop_deadline: float | None = None
@@ -363,7 +364,19 @@ class Daemon:
     def _roles(self) -> dict[str, agents.Role]:
         if self._pass_roles is not None:
             return self._pass_roles
-        roles, problems = agents.load_roles(self.ws.root, self.ws.config)
+        folder = self.ws.root / "agents"
+        try:
+            key: Any = (
+                repr(self.ws.config.roles),
+                [(p.name, p.stat().st_mtime_ns) for p in folder.glob("*.md")],
+            )
+        except OSError:  # a persona removed while we looked: read them all again
+            key = None
+        if key is not None and self._roles_read is not None and self._roles_read[0] == key:
+            roles, problems = self._roles_read[1]
+        else:  # parsing every persona took ~10 ms a pass
+            roles, problems = agents.load_roles(self.ws.root, self.ws.config)
+            self._roles_read = (key, (roles, problems))
         self._pass_roles = roles
         if problems != self._role_problems:
             self._role_problems = problems

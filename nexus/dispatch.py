@@ -1,8 +1,9 @@
 """Which ready tasks start now, and why the others wait.
 
 Pure: given the ready tasks, the routes chosen for them, what is running, the limits, the
-paused engines and `now`, return the tasks to start (priority, then age) and, for every ready
-task that does not start, the reason — shown by `nexus why`, the daemon and the dashboards.
+paused engines, the tasks a budget holds (`nexus.budgets`) and `now`, return the tasks to
+start (priority, then age) and, for every ready task that does not start, the reason — shown
+by `nexus why`, the daemon and the dashboards.
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ def touches_conflict(a: Iterable[str], b: Iterable[str]) -> str | None:
     return None
 
 
+def static_reason(task: Task, containers: set[str], held: Mapping[str, str]) -> str | None:
+    """Why a ready task cannot start whatever else runs: it is XL, it has children, or a
+    budget holds it (`held`: task id → reason, see `nexus.budgets`)."""
+    if task.size is Size.XL:
+        return "XL: decompose first (XL tasks are never given to an agent)"
+    if task.id in containers:
+        return "it has children: it completes when they do"
+    return held.get(task.id)
+
+
 def plan(
     candidates: Sequence[Candidate],
     running: Sequence[Running],
@@ -76,7 +87,9 @@ def plan(
     containers: set[str],
     now: float,
     stopping: bool = False,
+    held: Mapping[str, str] | None = None,
 ) -> Plan:
+    """`held`: task id → why a budget keeps it from starting (see `nexus.budgets`)."""
     start: list[Candidate] = []
     waiting: dict[str, str] = {}
     busy = list(running)
@@ -88,8 +101,9 @@ def plan(
         if task.status is not Status.READY:
             continue
         why = _why_not(
-            cand, busy, per_engine, workers, engine_limits, paused, containers, now, stopping
-        )
+            cand, busy, per_engine, workers, engine_limits, paused, containers, now, stopping,
+            held or {},
+        )  # fmt: skip
         if why is not None:
             waiting[task.id] = why
             continue
@@ -110,12 +124,11 @@ def _why_not(
     containers: set[str],
     now: float,
     stopping: bool,
+    held: Mapping[str, str],
 ) -> str | None:
     task = cand.task
-    if task.size is Size.XL:
-        return "XL: decompose first (XL tasks are never given to an agent)"
-    if task.id in containers:
-        return "it has children: it completes when they do"
+    if why := static_reason(task, containers, held):
+        return why
     if cand.problem is not None or cand.engine is None:
         return cand.problem or "no engine"
     if stopping:

@@ -12,6 +12,7 @@ slow down the CLI.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -115,7 +116,10 @@ class Engine(Protocol):
         ...
 
 
+@functools.cache
 def _entry_points() -> dict[str, Any]:
+    # Scanning every installed distribution's metadata takes 10-90 ms, and the daemon asks
+    # every pass: read once per process (a newly installed engine needs a restart).
     from importlib.metadata import entry_points
 
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from nexus import agents, dag
+from nexus import agents, budgets, dag
 from nexus.mcp.base import (
     Base,
     Project,
@@ -338,6 +338,8 @@ class Lifecycle(Base):
             keep = next((i for i, s in enumerate(lines) if s == ""), 1) + 1 + shown
             lines = [*lines[:keep], f"… {len(snap.tasks) - shown} more (pass a larger limit)"]
         lines += [f"problem: {p}" for p in snap.problems]
+        budget = svc.budget(snap)
+        lines += budgets.render(budget)
         return Reply(
             "\n".join(lines),
             {
@@ -351,6 +353,7 @@ class Lifecycle(Base):
                 "truncated": len(snap.tasks) - shown,
                 "broken": [e.to_json() for e in snap.broken],
                 "problems": [p.to_json() for p in snap.problems],
+                "budget": budget.to_json(),
             },
         )
 

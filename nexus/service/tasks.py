@@ -225,7 +225,8 @@ class TaskOps(ServiceCore):
             try:
                 taskfile.parse(text, task.path, Path(task.path).stem)
             except TaskFileError as exc:
-                raise ValidationError(exc.detail, fix=exc.fix) from None
+                field = f" (field {exc.field})" if exc.field else ""
+                raise ValidationError(f"{task.path}{field}: {exc.detail}", fix=exc.fix) from None
             for dep in changes.get("deps") or []:
                 if str(dep) == task.id:
                     raise ValidationError(

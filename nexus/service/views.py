@@ -8,10 +8,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from nexus import dag, promote
+from nexus import budgets, dag, promote
 from nexus.changes import iso
-from nexus.errors import ValidationError
-from nexus.service.core import Snapshot
+from nexus.errors import GitError, ValidationError
+from nexus.service.core import Snapshot, _write_json
 from nexus.service.planning import PlanningOps
 from nexus.task import Size, Status, Task
 
@@ -52,7 +52,11 @@ class ViewOps(PlanningOps):
             elif any(t.parent == task.id for t in tasks.values()):
                 out.append("it has children: it completes when they do")
             else:
-                out.append(self._daemon_reason(task.id))
+                held = self._budget_hold(task)
+                daemon = self._daemon_reason(task.id)
+                if held and "budget:" not in daemon:
+                    out.append(f"ready, paused: {held}")
+                out.append(daemon)
         elif st.active:
             who = f" by {task.assignee}" if task.assignee else ""
             since = f" since {task.started}" if task.started else ""
@@ -66,6 +70,8 @@ class ViewOps(PlanningOps):
                 line += f" — no retries left; `nexus retry {task.id}` starts it again"
             else:
                 line += f" — retried automatically after {iso(at)}"
+                if held := self._budget_hold(task):
+                    line += f", then paused: {held}"
             out.append(line)
         elif st is Status.COMPLETE:
             out.append(f"complete{' since ' + task.finished if task.finished else ''}")
@@ -102,6 +108,49 @@ class ViewOps(PlanningOps):
                 )
         titles = {tid: t.title for tid, t in self.current().tasks.items()}
         return costs.summarize(costs.charges(self.log()), dims, titles)
+
+    def spending(self) -> budgets.Spending:
+        """Dollars recorded in the journal (what `nexus cost` sums), in total and per task.
+        Kept in `.nexus/spend.json` with the commit it was read at: a later call reads only
+        the commits since (or everything again when history was rewritten)."""
+        from nexus import costs
+
+        head = self.repo.head()
+        if head is None:
+            return budgets.Spending()
+        cache = self.ws.runtime / "spend.json"
+        try:
+            data = json.loads(cache.read_text())
+            since, known = str(data["head"]), budgets.Spending.from_json(data)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            since, known = "", budgets.Spending()
+        if since == head[0]:
+            return known
+        try:
+            self.repo.git(["merge-base", "--is-ancestor", since, head[0]])
+            entries, base = self.log(None, [f"{since}..{head[0]}"]), known
+        except GitError:  # no cache, or history rewritten: read it all
+            entries, base = self.log(None, [head[0]]), budgets.Spending()
+        found = base.add(costs.charges(entries))
+        _write_json(cache, {"head": head[0], **found.to_json()})
+        return found
+
+    def _budget_hold(self, task: Task) -> str | None:
+        """Why a budget keeps this task from starting (the journal is read only when the
+        project or the task has a budget)."""
+        project = self.ws.config.project_budget
+        if project is None and task.budget_usd is None:
+            return None
+        spent = self.spending()
+        return budgets.project_reason(spent.total_usd, project) or budgets.task_reason(
+            task, spent.of(task.id)
+        )
+
+    def budget(self, snap: Snapshot | None = None) -> budgets.Verdict:
+        """Which budgets pause dispatch now (nexus.yaml `budgets.project_usd`, tasks'
+        `budget_usd`), from the journal's recorded costs."""
+        snap = snap or self.current()
+        return budgets.check(snap.tasks.values(), self.spending(), self.ws.config.project_budget)
 
     # -- web --------------------------------------------------------------------------------
     # Read-only views the dashboards show (the web server first); nothing here is web-specific.

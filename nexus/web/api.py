@@ -146,6 +146,7 @@ def list_tasks(svc: Service, a: Args) -> Any:
         "progress": progress,
         "tasks": [t.summary() for t in tasks],
         "broken": [e.to_json() for e in snap.broken],
+        "budget": svc.budget(snap).to_json(),
     }
 
 

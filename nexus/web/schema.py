@@ -290,6 +290,14 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         progress=NUM,
         tasks=array(ref("Task")),
         broken=array(obj(path=STR, message=STR, fix=OPT_STR)),
+        budget=ref("Budget"),
+    ),
+    "Budget": obj(
+        project_usd={"type": ["number", "null"]},
+        spent_usd=NUM,
+        paused=BOOL,
+        reason=OPT_STR,
+        paused_tasks={"type": "object", "additionalProperties": STR},
     ),
     "HistoryEntry": obj(
         commit=STR,

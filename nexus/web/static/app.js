@@ -85,6 +85,15 @@ async function loadTasks() {
   $("progress-text").textContent = `${data.counts.complete}/${data.tasks.length} complete`;
   renderBoard(data.counts);
   renderGraph();
+  renderBudget(data.budget);
+}
+
+function renderBudget(budget) {  // a banner while a budget pauses dispatch
+  const held = Object.entries(budget.paused_tasks);
+  const lines = budget.reason ? [`Paused — ${budget.reason}`] : [];
+  if (held.length) lines.push(`${held.length} task(s) paused by their own budget: ${held[0][1]}`);
+  $("budget").textContent = lines.join(" · ");
+  $("budget").hidden = !lines.length;
 }
 
 function renderBoard(counts) {
