@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nexus.redact import redactor
+
 Sink = Callable[["Event"], None]
 
 
@@ -61,9 +63,11 @@ class JsonlSink:
         self.path = path
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        # The log is read by dashboards: secret values never reach it, whoever emitted them.
+        self._redact = redactor()
 
     def __call__(self, event: Event) -> None:
-        line = json.dumps(event.to_json(), ensure_ascii=False, default=str) + "\n"
+        line = self._redact(json.dumps(event.to_json(), ensure_ascii=False, default=str)) + "\n"
         with self._lock:
             with contextlib.suppress(OSError):
                 if self.path.exists() and self.path.stat().st_size > self.max_bytes:

@@ -61,6 +61,13 @@ def load_template(ws_root: Path, name: str) -> Template:
     for path, source in candidates:
         if not path.is_file():
             continue
+        if path is override and not path.resolve().is_relative_to(ws_root.resolve()):
+            # A link out of the workspace (to a key file, /proc/self/environ) would put its
+            # content in every prompt sent to a model.
+            raise NexusError(
+                f"the prompt template {path} is a link leading out of the workspace",
+                fix=f"replace prompts/{name}.md with a file inside the workspace, or remove it",
+            )
         try:
             return Template(path.read_text(encoding="utf-8"), source)
         except (OSError, UnicodeDecodeError) as exc:

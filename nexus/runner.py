@@ -36,7 +36,9 @@ ENGINE_ENV: Mapping[str, tuple[str, ...]] = {
         "API_TIMEOUT_MS",
         "DISABLE_",
         "MCP_",
-        "NODE_",
+        # Node's runtime settings, by name: a NODE_ prefix would also pass NODE_AUTH_TOKEN (npm).
+        "NODE_OPTIONS",
+        "NODE_EXTRA_CA_CERTS",
         "HTTP_PROXY",
         "HTTPS_PROXY",
         "NO_PROXY",

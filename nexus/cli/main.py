@@ -33,6 +33,7 @@ class LazyGroup(click.Group):
         "nexus.cli.mcp",
         "nexus.cli.web",
         "nexus.cli.history",
+        "nexus.cli.dashboard",
     )
 
     def _load(self) -> None:
@@ -110,20 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "AUTH")
-
-
-def redact(text: str, env: dict[str, str] | None = None) -> str:
-    """Replace the values of secret-looking environment variables in `text`."""
-    env = dict(os.environ) if env is None else env
-    for key, value in env.items():
-        if len(value) >= 6 and any(m in key.upper() for m in SECRET_MARKERS):
-            text = text.replace(value, f"<{key} redacted>")
-    return text
-
-
 def write_crash_log(argv: list[str]) -> Path:
+    """A crash report for a bug report: version, command line and traceback, with secrets
+    (secret-looking environment values, `--token`) masked; readable by its owner only."""
     from nexus import __version__
+    from nexus.redact import option_secrets, redact, redact_argv
 
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     folder = base / "nexus" / "crashes"
@@ -131,9 +123,11 @@ def write_crash_log(argv: list[str]) -> Path:
     path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     report = (
         f"nexus {__version__} on Python {sys.version.split()[0]} ({sys.platform})\n"
-        f"command: nexus {' '.join(argv)}\n\n{traceback.format_exc()}"
+        f"command: nexus {' '.join(redact_argv(argv))}\n\n{traceback.format_exc()}"
     )
-    path.write_text(redact(report))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(redact(report, os.environ, option_secrets(argv)))
     return path
 
 

@@ -13,13 +13,15 @@ slow down the CLI.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from nexus.errors import EngineError
+from nexus.redact import redact
 
 ENTRY_POINT_GROUP = "nexus.engines"
 
@@ -89,6 +91,18 @@ class EngineResult:
     @classmethod
     def failure(cls, reason: str, **kw: Any) -> EngineResult:
         return cls(ok=False, reason=reason, **kw)
+
+    def redacted(self, env: Mapping[str, str]) -> EngineResult:
+        """This result with secret values (of `env` and of this process's environment) masked
+        in everything nexus keeps: the text, the reason and the messages.  An agent that echoes
+        its key must not get it committed to a task file or a scratchpad."""
+        secrets = (env, os.environ)
+        return replace(
+            self,
+            text=redact(self.text, *secrets),
+            reason=None if self.reason is None else redact(self.reason, *secrets),
+            messages=tuple(replace(m, text=redact(m.text, *secrets)) for m in self.messages),
+        )
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from nexus import proc
 from nexus.engines.base import Capabilities, EngineResult, Job
 from nexus.errors import NexusError
+from nexus.redact import redact
 
 ProgressSink = Callable[[str], None]
 
@@ -232,9 +233,10 @@ def ended_early(result: proc.ProcResult, timeout: float | None, **kw: Any) -> En
 
 
 def forward(job: Job, line: str | None) -> None:
+    """Hand a progress line to the job's sink, secrets masked (it ends up in logs and feeds)."""
     if line and job.on_progress is not None:
         with contextlib.suppress(Exception):  # a progress sink must never kill the run
-            job.on_progress(line)
+            job.on_progress(redact(line, job.env, os.environ))
 
 
 class CliEngine:
@@ -270,7 +272,7 @@ class CliEngine:
         if binary is None:
             message = self.check(job.settings, job.env) or f"engine {self.name} cannot start"
             return EngineResult.failure(message)
-        return self.run_with(job, binary)
+        return self.run_with(job, binary).redacted(job.env)
 
     def run_with(self, job: Job, binary: str) -> EngineResult:
         outcome = self.launch(job, self.argv(job, binary), job.timeout, self.streams)

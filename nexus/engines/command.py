@@ -67,6 +67,9 @@ class CommandEngine:
         return None
 
     def run(self, job: Job) -> EngineResult:
+        return self.run_command(job).redacted(job.env)
+
+    def run_command(self, job: Job) -> EngineResult:
         problem = self.check(job.settings, job.env)
         if problem is not None:
             return EngineResult.failure(problem)

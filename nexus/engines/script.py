@@ -8,8 +8,9 @@ of these keys:
     append: PATH, content: TEXT      inside it: no absolute paths, no `..`, no symlink out)
     message: {to: ROLE, text: TEXT, type: T}     post to a role's scratchpad
     run: [argv...] | "cmd string"    run a program (a string is split like a shell would, but
-         check: true                 no shell runs); a non-zero exit fails the run unless
-                                     `check: false`
+         check: true                 no shell runs, and placeholders are filled after the split,
+                                     so a value is always one argument); a non-zero exit fails
+                                     the run unless `check: false`
     sleep: SECONDS                   wait (cancellable, within the job's timeout)
     fail: REASON                     stop with a failure
     rate_limit: SECONDS              stop as rate-limited, retry after SECONDS
@@ -68,6 +69,9 @@ class ScriptEngine:
         return validate_steps(settings.get("steps") or [])
 
     def run(self, job: Job) -> EngineResult:
+        return self.run_script(job).redacted(job.env)
+
+    def run_script(self, job: Job) -> EngineResult:
         started = time.monotonic()
         steps = job.task_fields.get("script") or job.settings.get("steps") or []
         problem = validate_steps(steps)
@@ -211,7 +215,8 @@ class _ScriptRun:
 
     def run(self, number: int, step: Mapping[str, Any]) -> EngineResult | None:
         raw = step["run"]
-        argv = shlex.split(self.fill(raw)) if isinstance(raw, str) else [self.fill(a) for a in raw]
+        # Split first, fill after: a title full of quotes and spaces stays one argument.
+        argv = [self.fill(a) for a in (shlex.split(raw) if isinstance(raw, str) else raw)]
         if not argv:
             return self.end(False, f"script step {number}: `run` needs a command")
         argv[0] = find_executable(argv[0], self.job.env, self.job.workdir) or argv[0]

@@ -26,10 +26,19 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from nexus.engines.base import Capabilities, EngineResult, Job, OutgoingMessage, Usage
+from nexus.engines.cli_common import forward
 
 MAX_READ_CHARS = 100_000
+MAX_WRITE_CHARS = 2_000_000
 MAX_LIST_ENTRIES = 500
 SKIPPED_DIRS = frozenset({".git", ".nexus", "__pycache__", "node_modules", ".venv"})
+# Off limits at any depth: git's own files (a hook written there would run for the person at
+# their next commit; .git/config may hold credentials) and nexus's runtime state.
+PRIVATE_DIRS = frozenset({".git", ".nexus"})
+# The workspace's control files: what the daemon reads to decide what to run (a task's
+# `verify`, an engine's `argv`, a persona's engine).  An agent that could rewrite them could
+# make nexus run any command, so the tools may read them but not write them.
+CONTROL_PATHS = ("nexus.yaml", "tasks", "agents", "plans", "prompts")
 
 GUIDE = """\
 You work in one folder on the user's machine. Use the tools: list_files and read_file to look \
@@ -101,11 +110,21 @@ def confine(root: Path, raw: object) -> Path:
     return target
 
 
-class Toolbox:
-    """Runs tool calls against one working folder and keeps what the run produced."""
+def private_part(root: Path, target: Path) -> str | None:
+    """The `.git` or `.nexus` folder on the way from `root` to `target`, if any (compared
+    without case: on a case-insensitive disk `.GIT` is `.git`)."""
+    parts = target.relative_to(root).parts
+    return next((p for p in parts if p.lower() in PRIVATE_DIRS), None)
 
-    def __init__(self, root: Path) -> None:
+
+class Toolbox:
+    """Runs tool calls against one working folder and keeps what the run produced.
+    `workspace` (default: the folder) is where the control files live."""
+
+    def __init__(self, root: Path, workspace: Path | None = None) -> None:
         self.root = root.resolve()
+        ws = (workspace or root).resolve()
+        self.control = tuple(ws / name for name in CONTROL_PATHS)
         self.messages: list[OutgoingMessage] = []
         self.result: str | None = None
 
@@ -135,27 +154,50 @@ class Toolbox:
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix() or "."
 
-    def _tool_read_file(self, path: str) -> str:
+    def _confine(self, path: str) -> Path:
         target = confine(self.root, path)
+        if private := private_part(self.root, target):
+            raise Refused(f"files inside {private} are off limits")
+        return target
+
+    def _is_control(self, target: Path) -> bool:
+        # Without case: on a case-insensitive disk `TASKS/x.md` is `tasks/x.md`.
+        low = str(target).casefold()
+        return any(
+            low == str(c).casefold() or low.startswith(str(c).casefold() + os.sep)
+            for c in self.control
+        )
+
+    def _tool_read_file(self, path: str) -> str:
+        target = self._confine(path)
         if not target.is_file():
             raise Refused(f"{path!r} is not a file (list_files shows what exists)")
-        content = target.read_text(encoding="utf-8", errors="replace")
+        size = target.stat().st_size
+        with target.open(encoding="utf-8", errors="replace") as fh:
+            content = fh.read(MAX_READ_CHARS + 1)  # never the whole of a huge file
         if len(content) > MAX_READ_CHARS:
-            return content[:MAX_READ_CHARS] + f"\n[truncated: the file has {len(content)} chars]"
+            return content[:MAX_READ_CHARS] + f"\n[truncated: the file has {size} bytes]"
         return content
 
     def _tool_write_file(self, path: str, content: str) -> str:
-        target = confine(self.root, path)
+        target = self._confine(path)
         if target == self.root or target.is_dir():
             raise Refused(f"{path!r} is a folder, not a file")
-        if ".git" in target.relative_to(self.root).parts:
-            raise Refused("files inside .git are off limits")
+        if self._is_control(target):
+            raise Refused(
+                f"{path!r} is one of nexus's control files (nexus.yaml, tasks/, agents/, "
+                "plans/, prompts/): report what should change in your result instead"
+            )
+        if len(content) > MAX_WRITE_CHARS:
+            raise Refused(
+                f"{len(content)} characters is more than one write may hold ({MAX_WRITE_CHARS})"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content, encoding="utf-8")
         return f"wrote {len(content)} characters to {self._rel(target)}"
 
     def _tool_list_files(self, path: str = ".") -> str:
-        top = confine(self.root, path)
+        top = self._confine(path)
         if not top.is_dir():
             raise Refused(f"{path!r} is not a folder")
         entries: list[str] = []
@@ -264,7 +306,7 @@ def run_loop(
     """Drive `conversation` until the model calls finish or stops calling tools, the turn limit
     (`settings["max_turns"]`, default 30), `job.timeout` or `job.cancel`.  Never raises."""
     start = time.monotonic()
-    toolbox = Toolbox(job.workdir)
+    toolbox = Toolbox(job.workdir, job.workspace)
     max_turns = int(job.settings.get("max_turns", 30))
     prices = job.settings.get("prices") or {}
     usage = Usage()
@@ -294,12 +336,12 @@ def run_loop(
             usage += reply.usage
             if reply.text:
                 text = reply.text
-                _progress(job, reply.text)
+                forward(job, reply.text)
             if not reply.calls:
                 return result(True, text=text)
             outcomes = []
             for call in reply.calls:
-                _progress(job, f"[{call.name}]")
+                forward(job, f"[{call.name}]")
                 outcomes.append((call, toolbox.call(call.name, call.arguments)))
             conversation.add_results(outcomes)
             if toolbox.result is not None:
@@ -319,12 +361,6 @@ def run_loop(
         reason=f"stopped after {max_turns} turns without calling "
         "finish (raise the engine setting max_turns if the task needs more)",
     )
-
-
-def _progress(job: Job, line: str) -> None:
-    if job.on_progress is not None:
-        with contextlib.suppress(Exception):  # a progress sink must never kill the run
-            job.on_progress(line)
 
 
 def cost_usd(usage: Usage, price: Mapping[str, float] | None) -> float | None:
@@ -445,6 +481,9 @@ class ApiEngine:
         raise NotImplementedError
 
     def run(self, job: Job) -> EngineResult:
+        return self.run_api(job).redacted(job.env)
+
+    def run_api(self, job: Job) -> EngineResult:
         model = str(job.model or job.settings.get("model") or self.default_model)
         problem = self.check(job.settings, job.env)
         if problem is not None:

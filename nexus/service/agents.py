@@ -44,7 +44,6 @@ class AgentOps(TaskOps):
             messages, unread_ids, left_out = self.inbox_for_prompt(task.role)
             inbox = [(m.frm, m.type, m.time or "", m.payload) for m in messages]
             inbox_ids.extend(unread_ids)
-        pads = self.ws.root / "scratchpads"
         return prompts.task_prompt(
             prompts.load_template(self.ws.root, "task"),
             role=role,
@@ -54,12 +53,25 @@ class AgentOps(TaskOps):
             dependency_results=deps,
             inbox=inbox,
             inbox_left_out=left_out,
-            shared_context=_read(pads / "shared_context.md") or "",
-            orchestrator_feedback=_read(pads / "orchestrator_feedback.md") or "",
+            shared_context=self._pad_text("shared_context.md"),
+            orchestrator_feedback=self._pad_text("orchestrator_feedback.md"),
             workspace=str(self.ws.root),
             workdir=str(self.repo.top),
             roles=list(role_names),
         )
+
+    def _pad_text(self, name: str) -> str:
+        """A scratchpads/ file that prompts include whole.  Only a regular file of the
+        workspace outside .git/ and .nexus/ is read: a link to /proc/self/environ or to a key
+        file would otherwise send nexus's secrets to the model."""
+        try:
+            path = self.ws.inside(f"scratchpads/{name}")
+        except WorkspaceError:
+            return ""
+        parts = path.relative_to(self.ws.root).parts
+        if any(p.lower() in (".git", ".nexus") for p in parts) or not path.is_file():
+            return ""
+        return _read(path) or ""
 
     # -- agents ----------------------------------------------------------------------------
 
