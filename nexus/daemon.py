@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from nexus import agents, dispatch, proc, promote, results, runner, sessions
+from nexus import agents, budgets, dispatch, proc, promote, results, runner, sessions
 from nexus.changes import Batch
 from nexus.engines.base import get_engine
 from nexus.errors import EngineError, NexusError, TransitionError, WorkspaceError
@@ -96,6 +96,8 @@ class Daemon:
         self._published = ""
         self._failed_cache: tuple[Snapshot, list[Task]] | None = None
         self._stop_deadline: float | None = None
+        self.budget: budgets.Verdict | None = None  # the last budget verdict (None: no budget)
+        self._config_problem: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -121,6 +123,7 @@ class Daemon:
                 if self.stopping.is_set() and not self.active and self.done.empty():
                     break
                 if self.until_idle and self._idle():
+                    self._say_budget_stop()
                     break
                 self.wake.wait(timeout=self._timeout())
                 self.wake.clear()
@@ -173,6 +176,7 @@ class Daemon:
         foreign = self.watcher.foreign_changes()
         if foreign or now - self._last_sync >= self.poll or self._retry_due():
             self._last_sync = now
+            self._reload_config()
             report = self.svc.sync()
             self.watcher.own_writes([self.ws.root / p for p in self.svc.written])
             for t in report.transitions:
@@ -195,6 +199,21 @@ class Daemon:
             self._decompose_xl(snap)
         self._publish_state()
         self._emit_progress()
+
+    def _reload_config(self) -> None:
+        """Read nexus.yaml again (a raised budget resumes dispatch without a restart); while
+        it is broken, keep the last good configuration and say so once."""
+        previous = self.ws.config
+        try:
+            self.ws.reload_config()
+            problem = None
+        except NexusError as exc:
+            self.ws._config = previous
+            problem = f"{exc} — the daemon keeps its previous configuration until it is fixed"
+        if problem != self._config_problem:
+            self._config_problem = problem
+            if problem:
+                self.bus.emit("daemon", state="error", message=problem)
 
     def _timeout(self) -> float:
         now = time.monotonic()
@@ -390,11 +409,10 @@ class Daemon:
                        key=dispatch.order_key)  # fmt: skip
         waiting: dict[str, str] = {}
         runnable = []
+        held = self._check_budget(snap, ready)
         for t in ready:  # decided from the scan alone: no file read
-            if t.size is Size.XL:
-                waiting[t.id] = "XL: decompose first (XL tasks are never given to an agent)"
-            elif t.id in containers:
-                waiting[t.id] = "it has children: it completes when they do"
+            if why := dispatch.static_reason(t, containers, held):
+                waiting[t.id] = why
             else:
                 runnable.append(t)
         free = self.workers - len(self.active)
@@ -420,6 +438,43 @@ class Daemon:
         self.waiting = waiting
         if plan.start:
             self._claim_and_start(plan.start, self._roles())
+
+    def _check_budget(self, snap: Snapshot, ready: list[Task]) -> dict[str, str]:
+        """The ready tasks a budget holds (task id → reason), from the journal's recorded
+        costs; says once when a scope pauses and once when it resumes."""
+        project = self.ws.config.project_budget
+        if not ready:
+            return {}  # nothing to hold: keep the last verdict (no pause/resume noise)
+        if not budgets.configured(ready, project):
+            verdict = None
+        else:
+            try:
+                verdict = budgets.check(ready, self.svc.spending(), project)
+            except NexusError as exc:
+                self.bus.emit("daemon", state="error", message=f"budget check: {exc}")
+                return {}
+        empty = budgets.Verdict(project, 0.0)
+        ids = {t.id for t in ready}
+        for state, scope, message in budgets.changes(self.budget, verdict or empty):
+            if state == "resumed" and scope != "project" and scope not in ids:
+                continue  # cancelled or deleted meanwhile: nothing resumed
+            self.bus.emit("daemon", scope if scope != "project" else None, state=state,
+                          message=message, scope=scope)  # fmt: skip
+        self.budget = verdict
+        if verdict is None:
+            return {}
+        return {t.id: why for t in ready if (why := verdict.holds(t.id))}
+
+    def _say_budget_stop(self) -> None:
+        held = [tid for tid, why in self.waiting.items() if why.startswith("budget:")]
+        if held:
+            example = self.waiting[held[0]]
+            self.bus.emit(
+                "daemon",
+                state="paused",
+                message=f"nothing else can run: {len(held)} ready task(s) paused by budget "
+                f"({example}); exiting with 1",
+            )
 
     def _plan(self, scanned: list[Task], containers: set[str]) -> dispatch.Plan:
         roles = self._roles()
@@ -619,8 +674,8 @@ class Daemon:
         why`) says what holds it: parts running, a plan waiting for approval, a failure."""
         raw = self.ws.config.raw
         xl = [t for t in snap.tasks.values() if t.size is Size.XL and t.status is Status.READY]
-        if not xl:
-            return
+        if not xl or (self.budget is not None and self.budget.paused):
+            return  # asking the oracle costs money too
         created = False
         for _round in range(32 if raw.get("auto_decompose") is True else 0):
             try:
@@ -777,6 +832,7 @@ class Daemon:
             "paused": {e: round(t - time.monotonic(), 1) for e, t in self.paused.items()
                        if t > time.monotonic()},
             "stopping": self.stopping.is_set(),
+            "budget": self.budget.to_json() if self.budget else None,
         }  # fmt: skip
         text = json.dumps(state, sort_keys=True)
         if text != self._published:
@@ -798,6 +854,7 @@ class Daemon:
             running=sorted(self.active),
             cost_usd=round(cost, 6),
             waiting=dict(self.waiting),
+            paused_by_budget=sum(1 for w in self.waiting.values() if w.startswith("budget:")),
         )
 
 

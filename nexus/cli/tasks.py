@@ -225,6 +225,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 "tasks": [t.summary() for t in snap.tasks.values()],
                 "broken": [e.to_json() for e in snap.broken],
                 "problems": [p.to_json() for p in snap.problems],
+                "budget": svc.budget(snap).to_json(),
             }
         )
         return
@@ -234,8 +235,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
             cfg.name, cfg.goal, snap.tasks, counts, progress, snap.broken, color=sys.stdout.isatty()
         )
     )
+    _budget_lines(svc, snap)
     for p in snap.problems:
         warn(str(p))
+
+
+def _budget_lines(svc: Service, snap: Snapshot) -> None:
+    from nexus import budgets
+
+    lines = budgets.render(svc.budget(snap))
+    if lines:
+        click.echo("")
+    for line in lines:
+        click.echo(click.style(line, fg="yellow") if sys.stdout.isatty() else line)
 
 
 def _move(ctx: click.Context, task_id: str, dst: str, reason: str, **kw: Any) -> None:
