@@ -426,7 +426,7 @@ class Daemon:
             self.waiting = waiting
             return
         # Read only as many task files as this wave can start (widening if too few start).
-        window = free * 3 + 16
+        window = free + 2  # usually every candidate can start; widened below when not
         while True:
             plan = self._plan(runnable[:window], containers)
             if len(plan.start) >= free or window >= len(runnable):
