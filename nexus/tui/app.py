@@ -1,10 +1,9 @@
 """`nexus dashboard`: the live full-screen view of a workspace, drawn with Textual.
 
-Shell.  Every `interval` seconds a worker thread looks at the workspace: a scan of the task
-files (a stat per file; only changed files are parsed), a stat digest of nexus's other files
-and of git's HEAD, and the daemon's published state.  Only when one of them moved is the board
-rebuilt (counts, running agents, the journal's recent transitions, costs, budgets) and redrawn;
-the running agents' elapsed times tick every second without touching the disk.
+Shell.  Every `interval` seconds a worker thread asks `Source.look` whether anything moved
+(a file edited, a commit, the daemon's published state); only then is the board rebuilt
+(counts, running agents, the journal's recent transitions, costs, budgets) and redrawn.  The
+running agents' elapsed times tick every second without touching the disk.
 
 Read-only: it never writes a task file or commits; the daemon (or the next command) does that.
 Keys: `q` or Ctrl-C quits (Textual restores the terminal), `r` looks again at once.
@@ -13,7 +12,10 @@ Keys: `q` or Ctrl-C quits (Textual restores the terminal), `r` looks again at on
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.console import Group
@@ -27,6 +29,7 @@ from nexus.cli.render import COLOR, log_lines, rich_bar, running_rich
 from nexus.errors import NexusError
 from nexus.service import status_counts
 from nexus.tui.view import COLUMNS, Board, Column, columns
+from nexus.watcher import Watcher
 
 if TYPE_CHECKING:
     from nexus.service import Service
@@ -35,26 +38,37 @@ RECENT = 40  # journal entries read for "recent transitions"
 
 
 class Source:
-    """Builds the board from the workspace, and tells when there is nothing new."""
+    """Builds the board from the workspace, and tells cheaply when there is nothing new: a
+    watchdog observer flags edited files (task files, agents, nexus.yaml, scratchpads; as the
+    daemon's watcher does), and each look stats git's HEAD and reflog and reads the daemon's
+    small state file.  Only when one of them moved are the task files scanned again."""
 
     def __init__(self, svc: Service) -> None:
         self.svc = svc
-        self._seen: tuple[str, str, str] | None = None
-        self._journal: tuple[str, list[str], dict[str, Any]] = ("", [], {})
+        self.watcher = Watcher(svc.ws.root, threading.Event())
+        self._quick: tuple[str, str] | None = None
+        self._journal: tuple[str, list[str], dict[str, Any]] | None = None
+
+    def start(self) -> None:
+        self.watcher.start()
+
+    def stop(self) -> None:
+        self.watcher.stop()
 
     def look(self, force: bool = False) -> Board | None:
         """A new board, or None when nothing changed since the last look."""
         svc = self.svc
-        snap = svc.snapshot()
-        owned = svc.ws.owned_stat_digest(svc.repo.git_dir)
         daemon = svc.daemon_state()
-        seen = (snap.digest, owned, repr(sorted((daemon or {}).items())))
-        if seen == self._seen and not force:
+        git = _stats(svc.repo.git_dir, ("HEAD", "logs/HEAD", "packed-refs"))
+        quick = (repr(sorted(daemon.items())) if daemon else "", git)
+        edited = self.watcher.foreign_changes()
+        if not (force or edited or quick != self._quick):
             return None
-        self._seen = seen
-        if self._journal[0] != owned or force:  # git or nexus's own files moved
+        self._quick = quick
+        snap = svc.snapshot()
+        if force or self._journal is None or self._journal[0] != git:
             recent = log_lines(svc.log(extra=[f"--max-count={RECENT}"]))
-            self._journal = (owned, recent, svc.cost(by=["role"]))
+            self._journal = (git, recent, svc.cost(by=["role"]))
         counts, progress = status_counts(snap.tasks)
         return Board(
             name=svc.ws.config.name,
@@ -69,6 +83,17 @@ class Source:
             budget=svc.budget(snap).to_json(),
             broken=[e.path for e in snap.broken],
         )
+
+
+def _stats(folder: Path, names: tuple[str, ...]) -> str:
+    out = []
+    for name in names:
+        try:
+            st = (folder / name).stat()
+        except OSError:
+            continue
+        out.append(f"{name}:{st.st_mtime_ns},{st.st_size},{st.st_ino}")
+    return " ".join(out)
 
 
 class Dashboard(App[int]):
@@ -98,6 +123,7 @@ class Dashboard(App[int]):
         self.now = now
         self.board: Board | None = None
         self._looking = False
+        self._rested = 0.0  # monotonic time before which no periodic look starts
 
     def compose(self) -> ComposeResult:
         yield Static(id="head")
@@ -122,9 +148,12 @@ class Dashboard(App[int]):
         await self.look(force=True)
 
     async def look(self, force: bool = False) -> None:
-        if self._looking:
-            return  # a slow look (a large journal) is still running: skip this turn
+        # One look at a time, and after a slow one (a large workspace that keeps changing)
+        # a pause as long as it took: the dashboard never takes more than half a core.
+        if self._looking or (not force and time.monotonic() < self._rested):
+            return
         self._looking = True
+        began = time.monotonic()
         try:
             board = await asyncio.to_thread(self.source.look, force)
         except (NexusError, OSError) as exc:
@@ -132,6 +161,7 @@ class Dashboard(App[int]):
             return
         finally:
             self._looking = False
+            self._rested = 2 * time.monotonic() - began
         if board is not None:
             self.draw(board)
 
@@ -204,6 +234,11 @@ def cost_view(cost: Any) -> Text:
 
 def run(svc: Service, interval: float) -> int:
     """Run the dashboard until the person quits; the exit code."""
-    app = Dashboard(Source(svc), interval, svc.now)
-    app.run(mouse=False)
+    source = Source(svc)
+    source.start()
+    try:
+        app = Dashboard(source, interval, svc.now)
+        app.run(mouse=False)
+    finally:
+        source.stop()
     return app.return_code or 0
