@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,13 +101,9 @@ def drawn(screen: str) -> bool:
 
 
 def column(screen: str, title: str) -> int | None:
-    """The count in a column's title (`╭─ ready 3 ──`), None while it is not drawn."""
-    for line in screen.splitlines():
-        marker = f"─ {title} "
-        if marker in line:
-            rest = line.split(marker, 1)[1].split(" ", 1)[0]
-            return int(rest) if rest.isdigit() else None
-    return None
+    """The count in a column's title (`╭─ 3 ready ──`), None while it is not drawn."""
+    found = re.search(rf"─ (\d+) {title} ─", screen)
+    return int(found.group(1)) if found else None
 
 
 def test_the_board_shows_columns_and_follows_a_file_edited_on_disk(

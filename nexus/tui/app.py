@@ -34,7 +34,7 @@ from nexus.watcher import Watcher
 if TYPE_CHECKING:
     from nexus.service import Service
 
-RECENT = 40  # journal entries read for "recent transitions"
+RECENT = 10  # journal commits read for "recent transitions" (5 lines are shown)
 
 
 class Source:
@@ -113,7 +113,7 @@ class Dashboard(App[int]):
     #lower { height: auto; max-height: 12; }
     #agents { width: 3fr; height: auto; border: round $primary-darken-1; padding: 0 1; }
     #cost { width: 2fr; height: auto; border: round $primary-darken-1; padding: 0 1; }
-    #recent { height: auto; max-height: 10; border: round $primary-darken-1; padding: 0 1; }
+    #recent { height: auto; max-height: 7; border: round $primary-darken-1; padding: 0 1; }
     """
 
     def __init__(self, source: Source, interval: float, now: Callable[[], Any]) -> None:
@@ -180,12 +180,13 @@ class Dashboard(App[int]):
         self.show_banner(board.budget_banner)
         for column in board.columns:
             widget = self.query_one(f"#col-{column.status}", Static)
-            widget.border_title = f"{column.title} {column.count}"
+            # The count first: on a narrow terminal the name is what gets cut ("3 in pro…").
+            widget.border_title = f"{column.count} {column.title}"
             widget.update(column_view(column))
         self.query_one("#agents", Static).update(self.agents_view(board))
         self.query_one("#cost", Static).update(cost_view(board.cost))
         self.query_one("#recent", Static).update(
-            Text("\n".join(board.recent[:8]) or "no transitions yet", no_wrap=True)
+            Text("\n".join(board.recent[:5]) or "no transitions yet", no_wrap=True)
         )
 
     def agents_view(self, board: Board) -> Any:
