@@ -158,6 +158,10 @@ def parse_mapping(text: str) -> dict[str, Any]:
             f"nexus.yaml{line}: not valid YAML: {exc.problem}",
             fix="fix the YAML syntax on that line",
         ) from None
+    try:
+        frontmatter.check_shape(data)
+    except frontmatter.FrontmatterError as exc:
+        raise ConfigError(f"nexus.yaml: {exc.message}", fix=exc.fix) from None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):

@@ -46,7 +46,9 @@ class Split:
 
     @property
     def newline(self) -> str:
-        return "\r\n" if self.opening.endswith("\r\n") else "\n"
+        if self.opening.endswith("\r\n"):
+            return "\r\n"
+        return "\r" if self.opening.endswith("\r") else "\n"  # "\r": classic Mac OS files
 
     def join(self) -> str:
         return self.bom + self.opening + self.yaml_text + self.closing + self.body
@@ -147,15 +149,21 @@ def load(sp: Split) -> dict[str, Any]:
 
     try:
         data = yaml.load(sp.yaml_text, Loader=safe_loader())  # a safe loader subclass
+    except RecursionError:
+        raise _too_deep() from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 2 if mark is not None else None  # +1 for 1-based, +1 for '---'
         what = exc.problem or exc.context or "invalid YAML"
+        fix = (
+            "fix the YAML syntax on that line (quote values that contain ': ' or start "
+            "with a special character)"
+        )
+        yaml_lines = sp.yaml_text.splitlines()
+        if mark is not None and mark.line < len(yaml_lines) and "\t" in yaml_lines[mark.line]:
+            fix = "indent with spaces: YAML does not allow tabs there"
         raise FrontmatterError(
-            f"frontmatter is not valid YAML: {what}",
-            line=line,
-            fix="fix the YAML syntax on that line (quote values that contain ': ' or start "
-            "with a special character)",
+            f"frontmatter is not valid YAML: {what}", line=line, fix=fix
         ) from None
     except yaml.YAMLError as exc:
         raise FrontmatterError(f"frontmatter is not valid YAML: {exc}", line=2) from None
@@ -165,12 +173,48 @@ def load(sp: Split) -> dict[str, Any]:
             line=2,
             fix="write one 'field: value' per line between the '---' lines",
         )
+    check_shape(data)
     bad = [k for k in data if not isinstance(k, str)]
     if bad:
         raise FrontmatterError(
             f"field names must be text; {bad[0]!r} is not", line=2, fix="quote the field name"
         )
     return {k: _plain(v) for k, v in data.items()}
+
+
+MAX_VALUES = 100_000
+MAX_DEPTH = 32
+
+
+def check_shape(data: Any, max_values: int = MAX_VALUES) -> None:
+    """Refuse YAML whose aliases expand to more than `max_values` values ("billion laughs":
+    the loader shares aliased objects, but everything that walks the result would expand
+    them) or that nests deeper than MAX_DEPTH.  The walk stops as soon as a limit is passed."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > max_values:
+            raise FrontmatterError(
+                f"the YAML holds more than {max_values:,} values once its aliases (*name) "
+                "are expanded",
+                line=2,
+                fix="write the values out instead of using anchors (&name) and aliases",
+            )
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise _too_deep()
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
+
+
+def _too_deep() -> FrontmatterError:
+    return FrontmatterError(
+        f"the YAML is nested more than {MAX_DEPTH} levels deep",
+        line=2,
+        fix="keep fields flat: text, numbers or short lists",
+    )
 
 
 def _yaml_kind(value: Any) -> str:
@@ -214,7 +258,7 @@ def set_fields(text: str, updates: Mapping[str, Any]) -> str:
     sp = split(text)
     nl = sp.newline
     lines = sp.yaml_text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
+    if lines and not lines[-1].endswith(("\n", "\r")):
         lines[-1] += nl
     blocks: dict[str, tuple[int, int]] = {}
     starts = [(i, m.group(1)) for i, line in enumerate(lines) if (m := _TOP_KEY.match(line))]

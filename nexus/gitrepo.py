@@ -139,8 +139,10 @@ class Repo:
 
     def show_many(self, rev: str, paths: Sequence[str]) -> dict[str, bytes | None]:
         """Contents of `paths` at `rev` in one `git cat-file --batch` (None: not there)."""
+        out: dict[str, bytes | None] = {p: None for p in paths if "\n" in p}  # not askable
+        paths = [p for p in paths if "\n" not in p]
         if not paths:
-            return {}
+            return out
         data = "".join(f"{rev}:{p}\n" for p in paths).encode()
         proc = subprocess.run(
             ["git", "cat-file", "--batch"],
@@ -150,14 +152,16 @@ class Repo:
             capture_output=True,
             check=False,
         )
-        out: dict[str, bytes | None] = {}
         buf = proc.stdout
         pos = 0
         for p in paths:
             nl = buf.find(b"\n", pos)
+            # "<oid> <type> <size>", or "<name> missing" where the name may hold spaces.
             header = buf[pos:nl].split()
             pos = nl + 1
-            if len(header) == 3 and header[1] == b"blob":
+            if header[-1:] in ([b"missing"], [b"ambiguous"]):
+                out[p] = None
+            elif len(header) == 3 and header[1] == b"blob":
                 size = int(header[2])
                 out[p] = buf[pos : pos + size]
                 pos += size + 1

@@ -35,7 +35,7 @@ TRAILER_KEYS = (
     "Message",
     "Files",
 )
-_SAFE = re.compile(r"[\r\n]+")
+_SAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")  # git refuses NUL; lines forge trailers
 
 
 def _clean(value: object) -> str:

@@ -54,7 +54,7 @@ OP_FIELDS: Mapping[str, tuple[str, ...]] = {
     "rewire": ("op", "id", "deps"),
     "edit": ("op", "id", "title", "body", "acceptance"),
 }
-KEY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+KEY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
 # Top-level keys that start the YAML of a plan, a change list or a review in unfenced prose.
 _TOP_LINE = re.compile(r"^(goal|tasks|changes|verdict|kind)\s*:", re.MULTILINE)
 _KEY_LINE = re.compile(r"^[\w-]+\s*:(\s|$)")
@@ -110,6 +110,11 @@ class Rejected(ValidationError):
             f"{what} has {n} problem{'s' if n != 1 else ''}:\n{lines}{more}{where}",
             fix=fix or "correct those fields and try again (docs/planning.md has the schema)",
         )
+
+
+class Refused(Rejected):
+    """YAML that parses but is refused (a tag such as !!python/object, an alias bomb): an
+    answer holding it is rejected at once rather than searched for another mapping."""
 
 
 @dataclass(frozen=True)
@@ -196,14 +201,21 @@ def load_yaml(text: str) -> Any:
     """YAML through nexus's safe loader (duplicate keys refused); errors name the line."""
     import yaml
 
-    from nexus.frontmatter import safe_loader
+    from nexus.frontmatter import FrontmatterError, check_shape, safe_loader
 
     try:
-        return yaml.load(text, Loader=safe_loader())  # a safe loader subclass
+        data = yaml.load(text, Loader=safe_loader())  # a safe loader subclass
+        check_shape(data, max_values=2_000_000)  # a plan of 10,000 tasks holds ~200,000
+        return data
+    except FrontmatterError as exc:
+        raise Refused([Problem(None, "yaml", f"{exc.message}; {exc.fix}")]) from None
+    except RecursionError:
+        raise Refused([Problem(None, "yaml", "nested too deeply")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f" on line {mark.line + 1}" if mark is not None else ""
-        raise Rejected(
+        refused = Refused if isinstance(exc, yaml.constructor.ConstructorError) else Rejected
+        raise refused(
             [Problem(None, "yaml", f"not valid YAML{line}: {exc.problem or exc.context}")]
         ) from None
     except yaml.YAMLError as exc:
@@ -227,6 +239,8 @@ def extract(text: str) -> dict[str, Any]:
     for candidate in candidates:
         try:
             found = load_yaml(candidate)
+        except Refused:
+            raise
         except Rejected:
             continue
         if isinstance(found, dict):
@@ -298,6 +312,9 @@ class _Fields:
         text = str(value).strip()
         if line and "\n" in text:
             self.bad(name, "must be one line")
+            return None
+        if line and (bad := taskfile.control_character(text)):
+            self.bad(name, f"contains the control character {bad!r}")
             return None
         return text
 

@@ -76,6 +76,9 @@ def parse_sessions(text: str) -> tuple[Sessions, str | None]:
 
     try:
         data = yaml.load(text, Loader=frontmatter.safe_loader())
+        frontmatter.check_shape(data)
+    except frontmatter.FrontmatterError as exc:
+        return {}, f"{PATH}: {exc.message}; every role starts a fresh session"
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
         return {}, f"{PATH} is not valid YAML ({first}); every role starts a fresh session"

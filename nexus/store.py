@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from stat import S_ISDIR, S_ISREG
+from stat import S_ISDIR, S_ISLNK, S_ISREG
 from typing import Any
 
 from nexus import taskfile
@@ -321,6 +321,8 @@ def _walk_md(folder: str) -> list[tuple[str, os.stat_result]]:
                 pending.append(entry.path)
             elif S_ISREG(st.st_mode) and name.endswith(".md"):
                 out.append((entry.path, st))
+            elif S_ISLNK(st.st_mode) and (name.endswith(".md") or os.path.isdir(entry.path)):
+                out.append((entry.path, st))  # reported, never followed: see _parse_entry
     out.sort()
     return out
 
@@ -359,6 +361,12 @@ def _encode(task: Task) -> str:
 def _parse_entry(path: str, rel: str, size: int) -> tuple[Any, Any, list[str], str | None]:
     """(row, error, warnings, encoded summary) for one file; error is (message, line, field,
     fix)."""
+    if os.path.islink(path):
+        link = (
+            "is a symbolic link; nexus reads only regular files under tasks/ (a link can point "
+            "outside the workspace)"
+        )
+        return None, (link, None, None, "replace the link with a copy of the file"), [], None
     if size > MAX_TASK_FILE_BYTES:
         return (
             None,

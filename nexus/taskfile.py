@@ -9,6 +9,7 @@ reported as warnings, never dropped.  `update` changes fields in place through
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,10 @@ class Parsed:
 
 def parse(text: str, path: str, default_id: str) -> Parsed:
     """Parse a task file.  Raises TaskFileError naming the file, line, field and the fix."""
+    if "\0" in text:
+        raise TaskFileError(
+            "the file contains NUL bytes", path=path, fix="remove them; task files are text"
+        )
     try:
         sp = frontmatter.split(text)
         fields = frontmatter.load(sp)
@@ -92,6 +97,16 @@ def list_field(fields: Mapping[str, Any], key: str, path: str) -> tuple[str, ...
     return tuple(str(v) for v in value)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
+def control_character(text: str) -> str | None:
+    """The first character of `text` that has no place in a one-line value: NUL (git refuses
+    it in commit messages), terminal escapes, line separators.  Tabs are fine."""
+    found = _CONTROL.search(text)
+    return found.group() if found else None
+
+
 def fields_to_task(fields: Mapping[str, Any], body: str, path: str, default_id: str) -> Parsed:
     """Validate a frontmatter mapping and build the Task."""
     warnings = [
@@ -111,6 +126,10 @@ def fields_to_task(fields: Mapping[str, Any], body: str, path: str, default_id: 
         raise _fail(path, "title", "a task needs a title", "add a line 'title: what to do'")
     if "\n" in title:
         raise _fail(path, "title", "the title must be one line", "move details into the body")
+    if bad := control_character(title):
+        raise _fail(
+            path, "title", f"the title contains the control character {bad!r}", "retype the title"
+        )
     deps = list_field(fields, "deps", path)
     for dep in deps:
         if p := id_problem(dep):
@@ -209,12 +228,15 @@ def new_file(fields: Mapping[str, Any], body: str = "") -> str:
     return frontmatter.new_document({k: v for k, v in fields.items() if v is not None}, body)
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f]")  # NUL, terminal escapes; not line breaks
+
+
 def safe_block(text: str) -> str:
     """Agent output made safe to paste under a markdown heading in a task file: it can never
     end the frontmatter (that is only looked for at the top) but a line of `---` could confuse
-    other tools, so such lines are indented."""
+    other tools, so such lines are indented.  NUL bytes and terminal escapes are dropped."""
     lines = []
-    for line in text.replace("\x00", "").splitlines():
+    for line in _UNPRINTABLE.sub("", text).splitlines():
         stripped = line.strip()
         lines.append("    " + line if stripped in ("---", "...") else line)
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from nexus import dag, journal, promote, taskfile
 from nexus.changes import Batch
 from nexus.errors import TaskFileError, ValidationError, WorkspaceError
 from nexus.gitrepo import Repo
-from nexus.store import OWNED, Workspace
+from nexus.store import MAX_TASK_FILE_BYTES, OWNED, Workspace
 from nexus.task import Status, Task, Transition, can_transition, id_problem
 
 
@@ -191,6 +191,8 @@ class ServiceCore:
             summary, actor or self.actor, batch.transitions, (), facts or {}, batch.created
         )
         message = journal.message(change)
+        for folder in {str(Path(rel).parent) for rel in batch.texts}:
+            self.ws.inside(folder)  # a folder linked out of the workspace: refused, unwritten
         paths = [self.repo.rel(self.ws.root / p) for p in batch.texts] + list(extra_paths)
         intent = self.ws.runtime / "intent.json"
         _write_json(intent, {"paths": paths, "message": message})
@@ -271,8 +273,12 @@ class ServiceCore:
         """A note for the commit, with any status change a person made; None when the file is
         broken (it is then left uncommitted)."""
         stem = Path(path).stem
+        if abspath.is_symlink():
+            return None  # never followed: the scan reports it
         if not abspath.exists():
             return f"deleted {path}"
+        if abspath.stat().st_size > MAX_TASK_FILE_BYTES:
+            return None
         try:
             new = taskfile.parse(self.ws.read_text(abspath), path, stem).task
         except TaskFileError:

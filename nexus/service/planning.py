@@ -127,8 +127,11 @@ class PlanningOps(AgentOps):
 
         def build(batch: Batch, snap: Snapshot) -> str:
             rel = self._plan_path(plan)
-            text = self.ws.read_text(self.ws.root / rel)
-            data = plans.read_file(text)
+            text = self.ws.read_text(self.ws.inside(rel))
+            try:
+                data = plans.read_file(text)
+            except plans.Rejected as exc:
+                raise plans.Rejected(exc.problems, rel, fix=f"edit {rel}, then approve") from None
             if data.get("approved"):
                 raise ValidationError(
                     f"{rel} was approved already ({data['approved']})",
@@ -344,6 +347,7 @@ class PlanningOps(AgentOps):
             raise ValidationError(
                 f"there is no plan plans/{name}.yaml", fix="see the plans with `ls plans/`"
             )
+        self.ws.inside(f"plans/{name}.yaml")  # refuses a link pointing out of the workspace
         return f"plans/{name}.yaml"
 
     def _write_plan(self, plan: Plan, name: str, spend: Any) -> PlanFile:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nexus import journal, taskfile
+from nexus import frontmatter, journal, taskfile
 from nexus.changes import Batch, iso
 from nexus.errors import TaskFileError, ValidationError
 from nexus.service.core import ServiceCore, Snapshot
@@ -38,7 +38,7 @@ class TaskOps(ServiceCore):
         def build(batch: Batch, snap: Snapshot) -> str:
             if task_id is not None:
                 if problem := id_problem(task_id):
-                    raise ValidationError(f"--id {problem}")
+                    raise ValidationError(f"--id {problem}", fix="choose an id like 'auth-42'")
                 if task_id in batch.tasks:
                     raise ValidationError(
                         f"task {task_id} already exists ({batch.tasks[task_id].path})",
@@ -87,13 +87,15 @@ class TaskOps(ServiceCore):
     ) -> dict[str, Any]:
         """Validated fields of a new task, in the order people read them."""
         if not title.strip() or "\n" in title.strip():
-            raise ValidationError("a task title must be one non-empty line")
+            raise ValidationError(
+                "a task title must be one non-empty line", fix="put the details in the body"
+            )
         _member("kind", kind, Kind)
         _member("size", size, Size)
         _member("priority", priority, Priority)
         for dep in deps:
             if problem := id_problem(dep):
-                raise ValidationError(f"--deps: {problem}")
+                raise ValidationError(f"--deps: {problem}", fix="list task ids (`nexus list`)")
             if dep == tid:
                 raise ValidationError(
                     f"task {tid} cannot depend on itself", fix=f"remove {tid} from --deps"
@@ -137,7 +139,7 @@ class TaskOps(ServiceCore):
 
     def check_role(self, role: str) -> None:
         if problem := id_problem(role, "role name"):
-            raise ValidationError(problem)
+            raise ValidationError(f"role {problem}", fix="name a file in agents/ (`nexus agents`)")
         if not (self.ws.root / "agents" / f"{role}.md").is_file():
             roles = ", ".join(self.roles()) or "none"
             raise ValidationError(
@@ -213,8 +215,12 @@ class TaskOps(ServiceCore):
                         fix=f"use one of: {', '.join(taskfile.KNOWN_FIELDS)}",
                     )
                 try:
-                    value = yaml.safe_load(raw) if raw.strip() else None
-                except yaml.YAMLError:
+                    loader = frontmatter.safe_loader()
+                    value = yaml.load(raw, Loader=loader) if raw.strip() else None
+                    frontmatter.check_shape(value)
+                except frontmatter.FrontmatterError as exc:
+                    raise ValidationError(f"field {key}: {exc.message}", fix=exc.fix) from None
+                except (yaml.YAMLError, RecursionError):
                     value = raw
                 changes[key] = value
             if "role" in changes and changes["role"] is not None:
