@@ -65,6 +65,7 @@ class Source:
         if not (force or edited or quick != self._quick):
             return None
         self._quick = quick
+        svc.ws.reload_config()  # nexus.yaml may be what changed (a raised budget, a new name)
         snap = svc.snapshot()
         if force or self._journal is None or self._journal[0] != git:
             recent = log_lines(svc.log(extra=[f"--max-count={RECENT}"]))

@@ -135,13 +135,13 @@ class Board:
 
     @property
     def budget_banner(self) -> str | None:
-        """The sentence to show when a budget pauses dispatch (None when nothing is paused)."""
+        """The line to show when a budget pauses dispatch (None when nothing is paused); the
+        reasons are the budgets' own sentences ("budget: project spent $X of $Y ...")."""
         b = self.budget or {}
         if b.get("paused"):
-            return f"paused by budget: {b.get('reason') or 'the project budget is spent'}"
+            return f"dispatch paused — {b.get('reason') or 'the project budget is spent'}"
         held = b.get("paused_tasks") or {}
         if held:
-            first = next(iter(held.values()))
             more = f" (and {len(held) - 1} more)" if len(held) > 1 else ""
-            return f"budget holds {len(held)} task(s): {first}{more}"
+            return f"{len(held)} task(s) held — {next(iter(held.values()))}{more}"
         return None
