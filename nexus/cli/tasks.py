@@ -208,13 +208,16 @@ def show(ctx: click.Context, task_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """The task tree with counts and progress (and any files that could not be read)."""
-    from nexus.cli.render import status_tree
+    """The task tree with counts and progress bars, the agents running now (and any files that
+    could not be read)."""
+    from nexus.cli.render import running_block, status_tree
     from nexus.service import status_counts
 
     svc, _ = synced(ctx)
     snap = svc.current()
     counts, progress = status_counts(snap.tasks)
+    daemon = svc.daemon_state()
+    running = svc.running_agents(daemon, snap)
     if as_json:
         emit_json(
             {
@@ -225,16 +228,23 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 "tasks": [t.summary() for t in snap.tasks.values()],
                 "broken": [e.to_json() for e in snap.broken],
                 "problems": [p.to_json() for p in snap.problems],
+                "running": running,
                 "budget": svc.budget(snap).to_json(),
             }
         )
         return
     cfg = svc.ws.config
-    click.echo(
-        status_tree(
-            cfg.name, cfg.goal, snap.tasks, counts, progress, snap.broken, color=sys.stdout.isatty()
-        )
-    )
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        from nexus.cli.render import running_rich, status_rich
+
+        console = Console(highlight=False)
+        console.print(status_rich(cfg.name, cfg.goal, snap.tasks, counts, progress, snap.broken))
+        console.print(running_rich(running, daemon, svc.now()))
+    else:
+        click.echo(status_tree(cfg.name, cfg.goal, snap.tasks, counts, progress, snap.broken))
+        click.echo("\n" + running_block(running, daemon, svc.now()))
     _budget_lines(svc, snap)
     for p in snap.problems:
         warn(str(p))

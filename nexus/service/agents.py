@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nexus.changes import Batch, iso
@@ -103,6 +105,44 @@ class AgentOps(TaskOps):
             )
         for problem in problems:
             self.warn(problem)
+        return out
+
+    def running_agents(
+        self, state: Mapping[str, Any] | None, snap: Snapshot | None = None
+    ) -> list[dict[str, Any]]:
+        """The agents a running daemon runs now, from its published `state` (`daemon_state()`;
+        None: no daemon, so none): task id and title, role, engine and model, when the run
+        started (the task's `started`).  Engine and model come from the daemon's own
+        `agent_started` event in `.nexus/events.jsonl` (so a `nexus watch --engine` override
+        shows), else from routing as the daemon routes."""
+        from nexus import agents
+
+        if not state:
+            return []
+        tasks = (snap or self.current()).tasks
+        running = [tasks[tid] for tid in state.get("running") or [] if tid in tasks]
+        if not running:
+            return []
+        started = _started_events(self.ws.runtime / "events.jsonl", {t.id for t in running})
+        roles, _problems = agents.load_roles(self.ws.root, self.ws.config)
+        out = []
+        for t in running:
+            event = started.get(t.id)
+            if event is None:
+                r = agents.route(t, roles.get(t.role or ""), self.ws.config)
+                event = {"engine": r.engine, "model": r.model}
+            out.append(
+                {
+                    "task_id": t.id,
+                    "title": t.title,
+                    "role": t.role,
+                    "engine": event.get("engine"),
+                    "model": event.get("model"),
+                    "status": str(t.status),
+                    "started": t.started,
+                    "attempt": t.attempts,
+                }
+            )
         return out
 
     # -- messages ----------------------------------------------------------------------------
@@ -232,3 +272,25 @@ class AgentOps(TaskOps):
             "text": text,
             "messages": [m.to_json() for m in messages],
         }
+
+
+def _started_events(path: Path, ids: set[str], window: int = 256 * 1024) -> dict[str, Any]:
+    """The latest `agent_started` event of each task in `ids`, from the end of the daemon's
+    event log (only its last `window` bytes are read: the runs that matter started recently)."""
+    found: dict[str, Any] = {}
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - window))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return found
+    for line in reversed(lines):
+        if '"agent_started"' not in line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # the first, cut line, or one being written
+        if isinstance(event, dict) and event.get("task") in ids:
+            found.setdefault(event["task"], event)
+    return found
