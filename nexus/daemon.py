@@ -697,10 +697,9 @@ class Daemon:
         if created:
             self._dispatch(self.svc.current())
         tasks = self.svc.current().tasks
-        for tid, reason in list(self.waiting.items()):
-            if reason.startswith("XL") and tid in tasks:
-                with contextlib.suppress(NexusError, OSError):
-                    self.waiting[tid] = self.svc.xl_reason(tasks[tid], tasks)
+        xl_ids = [tid for tid, why in self.waiting.items() if why.startswith("XL") and tid in tasks]
+        with contextlib.suppress(NexusError, OSError):
+            self.waiting.update(self.svc.xl_reasons(xl_ids, tasks))
 
     # -- recovery, cancellation, idleness ----------------------------------------------------
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import backlog, report
-from tests.conftest import REPO_ROOT, git
+from tests.conftest import REPO_ROOT, git, run_nexus
 
 # Written by the real `backlog task create "Benchmark task 0" -d "Task 0."` (backlog.md
 # 1.52.0), and `--dep TASK-1` for the dependencies block; only created_date differs.
@@ -74,6 +74,7 @@ def test_report_ratios_table_and_flags() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # ~30 s on a quiet 2-core machine; 113 s seen with load average 11
 def test_quick_mode_measures_every_operation_and_draws_plots(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
@@ -94,3 +95,26 @@ def test_quick_mode_measures_every_operation_and_draws_plots(tmp_path: Path) -> 
     for png in ("bench_times.png", "bench_space.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG"), png
     assert "| list all tasks (`list --json`) | 100 |" in proc.stdout
+
+
+def test_xl_reasons_read_the_plans_once_for_every_waiting_xl_task(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the side-by-side run: the daemon asked `xl_reason` per waiting XL task, each
+    scanning every task and globbing plans/, so an editor save took ~10-50 s at 10,000 tasks."""
+    from nexus.service import Service
+    from nexus.store import Workspace
+
+    for tid in ("bigaaaa1", "bigaaaa2", "bigaaaa3"):
+        run_nexus("add", f"Big {tid}", "--size", "xl", "--id", tid, cwd=workspace)
+    run_nexus("add", "A part", "--parent", "bigaaaa2", "--role", "code", cwd=workspace)
+    svc = Service(Workspace(workspace))
+    tasks = svc.snapshot().tasks
+    reads = []
+    waiting_plans = Service._waiting_plans
+    monkeypatch.setattr(Service, "_waiting_plans", lambda s: reads.append(1) or waiting_plans(s))
+    reasons = svc.xl_reasons(["bigaaaa1", "bigaaaa2", "bigaaaa3"], tasks)
+    assert len(reads) == 1
+    assert reasons["bigaaaa2"] == "it has children: it completes when they do"
+    assert reasons["bigaaaa1"].startswith("XL: decompose first — `nexus plan --parent bigaaaa1`")
+    assert reasons == {tid: svc.xl_reason(tasks[tid], tasks) for tid in reasons}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -240,20 +240,38 @@ class PlanningOps(AgentOps):
     def xl_reason(self, task: Task, tasks: Mapping[str, Task]) -> str:
         """Why a ready XL task waits: its parts run, its plan waits for approval, its
         decomposition failed, or nobody decomposed it yet."""
-        if any(t.parent == task.id for t in tasks.values()):
-            return "it has children: it completes when they do"
-        waiting = self._waiting_plans().get(task.id)
-        if waiting is not None:
-            name = waiting.rsplit("/", 1)[-1].removesuffix(".yaml")
-            return f"XL: plan {waiting} waits for approval (`nexus approve {name}`)"
-        failed = self._decompose_failures().get(task.id)
-        if failed is not None:
-            at = iso(dt.datetime.fromtimestamp(float(failed["retry_at"]), dt.UTC))
-            error = " ".join(str(failed["error"]).split())[:300]
-            return f"XL: decomposition failed: {error} — the daemon asks again after {at}"
-        if self.ws.config.raw.get("auto_decompose") is True:
-            return "XL: the daemon asks the oracle to decompose it (auto_decompose)"
-        return f"XL: decompose first — `nexus plan --parent {task.id}`, then `nexus approve`"
+        return self.xl_reasons([task.id], tasks)[task.id]
+
+    def xl_reasons(self, ids: Iterable[str], tasks: Mapping[str, Task]) -> dict[str, str]:
+        """`xl_reason` of several tasks, reading the task map, the plans and the failures once:
+        the daemon asks for every waiting XL task each pass, and asking per task was
+        O(XL tasks x tasks) (~45 s a pass with 5,000 XL tasks among 10,000)."""
+        parents = {t.parent for t in tasks.values() if t.parent}
+        plans_waiting: dict[str, str] | None = None
+        failures: dict[str, dict[str, Any]] | None = None
+        out = {}
+        for tid in ids:
+            if tid in parents:
+                out[tid] = "it has children: it completes when they do"
+                continue
+            if plans_waiting is None:
+                plans_waiting, failures = self._waiting_plans(), self._decompose_failures()
+            waiting = plans_waiting.get(tid)
+            failed = failures.get(tid) if failures is not None else None
+            if waiting is not None:
+                name = waiting.rsplit("/", 1)[-1].removesuffix(".yaml")
+                out[tid] = f"XL: plan {waiting} waits for approval (`nexus approve {name}`)"
+            elif failed is not None:
+                at = iso(dt.datetime.fromtimestamp(float(failed["retry_at"]), dt.UTC))
+                error = " ".join(str(failed["error"]).split())[:300]
+                out[tid] = f"XL: decomposition failed: {error} — the daemon asks again after {at}"
+            elif self.ws.config.raw.get("auto_decompose") is True:
+                out[tid] = "XL: the daemon asks the oracle to decompose it (auto_decompose)"
+            else:
+                out[tid] = (
+                    f"XL: decompose first — `nexus plan --parent {tid}`, then `nexus approve`"
+                )
+        return out
 
     def decompose_xl(self, snap: Snapshot, *, approve: bool = False) -> list[Decomposition]:
         """One round of auto-decomposition: plan the first ready XL task that has no parts, no
