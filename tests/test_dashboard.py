@@ -38,6 +38,7 @@ class Tmux:
         self.env = {**env, "PS1": "$ "}
         self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", str(width),
                   "-y", str(height), "-c", str(cwd), "bash --norc --noprofile")  # fmt: skip
+        self.socket_path = Path(self.tmux("display-message", "-p", "#{socket_path}").strip())
 
     def tmux(self, *args: str) -> str:
         proc = subprocess.run(
@@ -75,6 +76,7 @@ class Tmux:
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        self.socket_path.unlink(missing_ok=True)  # tmux leaves its socket file behind
 
 
 @pytest.fixture
