@@ -118,3 +118,19 @@ def test_xl_reasons_read_the_plans_once_for_every_waiting_xl_task(
     assert reasons["bigaaaa2"] == "it has children: it completes when they do"
     assert reasons["bigaaaa1"].startswith("XL: decompose first — `nexus plan --parent bigaaaa1`")
     assert reasons == {tid: svc.xl_reason(tasks[tid], tasks) for tid in reasons}
+
+
+def test_complete_reports_the_status_it_moved_from_without_a_scan_of_its_own(
+    workspace: Path,
+) -> None:
+    """Found by the side-by-side run: `nexus complete` scanned every task once to print the old
+    status, then again to change it.  The status is now read inside the change, so it is the
+    one the journal records even when the sync before it promoted the task."""
+    run_nexus("add", "First", "--id", "firstaa1", "--role", "code", cwd=workspace)
+    run_nexus("add", "Second", "--id", "secondb2", "--deps", "firstaa1", cwd=workspace)
+    path = next(workspace.glob("tasks/**/firstaa1.md"))
+    path.write_text(path.read_text().replace("status: ready", "status: complete"))  # a person
+    out = run_nexus("complete", "secondb2", cwd=workspace).stdout
+    assert out.strip() == "secondb2: ready -> complete"
+    trailers = git("log", "-1", "--format=%(trailers)", cwd=workspace)
+    assert "Nexus-Transition: secondb2 ready -> complete" in trailers

@@ -263,10 +263,9 @@ def _budget_lines(svc: Service, snap: Snapshot) -> None:
 def _move(ctx: click.Context, task_id: str, dst: str, reason: str, **kw: Any) -> None:
     from nexus.task import Status
 
-    svc = service(ctx)
-    before = svc.resolve(svc.snapshot().tasks, task_id).status
-    task = svc.set_status(task_id, Status(dst), reason=reason, **kw)
-    click.echo(f"{task.id}: {before} -> {task.status}")
+    before: list[Status] = []  # read inside the change: a scan of its own cost ~0.3 s at 10,000
+    task = service(ctx).set_status(task_id, Status(dst), reason=reason, moved_from=before, **kw)
+    click.echo(f"{task.id}: {before[0]} -> {task.status}")
 
 
 @cli.command()

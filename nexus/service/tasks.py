@@ -162,13 +162,18 @@ class TaskOps(ServiceCore):
         changes: Mapping[str, Any] | None = None,
         actor: str | None = None,
         snapshot: Snapshot | None = None,
+        moved_from: list[Status] | None = None,
     ) -> Task:
-        """complete / fail / cancel / retry (→ pending) / claim, with their side effects."""
+        """complete / fail / cancel / retry (→ pending) / claim, with their side effects.
+        `moved_from`, when given, receives the status the task had on disk just before (so a
+        caller that prints it needs no scan of its own)."""
         found: list[str] = []
 
         def build(batch: Batch, snap: Snapshot) -> str:
             task = self.resolve(batch.tasks, ref)
             found.append(task.id)
+            if moved_from is not None:
+                moved_from.append(batch.current(task.id).status)
             extra: dict[str, Any] = dict(changes or {})
             append = None
             if dst is Status.COMPLETE:
