@@ -801,6 +801,8 @@ class Daemon:
             return False
         now = time.monotonic()
         for reason in self.waiting.values():
+            if reason.startswith("budget:"):
+                continue  # only a person raising the budget ends it (whatever the task is named)
             if (
                 "paused" in reason
                 or "busy" in reason

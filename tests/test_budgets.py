@@ -310,3 +310,39 @@ def test_the_mcp_status_tool_and_the_web_api_show_a_paused_project(workspace: Pa
         assert listed["budget"]["paused"] and listed["budget"]["reason"].startswith(reason)
         schema = http.get("/openapi.json").json()["components"]["schemas"]
         assert set(schema["Budget"]["required"]) == set(listed["budget"])
+
+
+@pytest.mark.browser
+def test_the_dashboard_shows_a_banner_while_the_project_is_paused(workspace: Path) -> None:
+    from tests.test_web_api import running
+    from tests.test_web_browser import CHROMIUM, FLAGS
+
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (`apt-get install chromium`)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    set_config(workspace, budgets={"project_usd": 0})  # a zero budget allows no run
+    write_task(workspace, "w")
+    with running(workspace) as url, sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = chromium.new_page()
+            page.goto(url)
+            banner = page.locator("#budget")
+            sync_api.expect(banner).to_be_visible()
+            sync_api.expect(banner).to_contain_text(
+                "Paused — budget: project spent $0.00 of $0.00 (nexus.yaml budgets.project_usd)"
+            )
+        finally:
+            chromium.close()
+
+
+def test_until_idle_exits_even_when_a_held_tasks_id_reads_like_a_passing_wait(
+    workspace: Path,
+) -> None:
+    # The daemon tells waits that end by themselves ("paused", "busy", "overlap" …) from those
+    # only a person ends; a budget reason naming such a task must still count as the latter.
+    write_task(workspace, "paused-busy-overlap", budget_usd=0)
+    out = watch(workspace, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert "1 ready task(s) paused by budget" in out.stderr
+    assert ledger(workspace) == []
