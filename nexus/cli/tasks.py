@@ -253,6 +253,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 def _budget_lines(svc: Service, snap: Snapshot) -> None:
     from nexus import budgets
 
+    if not budgets.configured(snap.tasks.values(), svc.ws.config.project_budget):
+        return  # no budget set: nothing to show, and the journal need not be read
     lines = budgets.render(svc.budget(snap))
     if lines:
         click.echo("")
