@@ -38,7 +38,7 @@ from nexus.engines.base import get_engine
 from nexus.errors import EngineError, NexusError, TransitionError, WorkspaceError
 from nexus.events import Bus
 from nexus.service import Service, Snapshot
-from nexus.store import try_lock
+from nexus.store import remove_stale_temps, try_lock
 from nexus.task import Size, Status, Task
 from nexus.watcher import Watcher
 
@@ -96,6 +96,9 @@ class Daemon:
         self._published = ""
         self._failed_cache: tuple[Snapshot, list[Task]] | None = None
         self._stop_deadline: float | None = None
+        self._unapplied: list[tuple[runner.RunReport, Active | None]] = []
+        self._retry_soon: float | None = None  # a failed pass or result is tried again then
+        self._failing = False  # the last pass failed: never idle then
         self.budget: budgets.Verdict | None = None  # the last budget verdict (None: no budget)
         self._config_problem: str | None = None
 
@@ -117,9 +120,23 @@ class Daemon:
         self.bus.emit("daemon", state="started", workers=self.workers, pid=os.getpid())
         try:
             self.watcher.start()
-            self._recover()
+            recovered = False
             while True:
-                self._pass()
+                try:
+                    if not recovered:  # retried, like a pass, until it gets through
+                        self._recover()
+                        recovered = True
+                    self._pass()
+                    self._failing = False
+                except (NexusError, OSError) as exc:
+                    self._failing = True
+                    # A full disk, a broken git, a lock held too long: say so and look again
+                    # soon; the files are the state, so the next pass picks up where this one
+                    # stopped.
+                    self._last_sync = time.monotonic() - self.poll + 1.0  # sync again in 1 s
+                    self._retry_soon = time.monotonic() + 1.0
+                    message = str(exc) if isinstance(exc, NexusError) else f"{exc}"
+                    self.bus.emit("daemon", state="error", message=f"pass failed: {message}")
                 if self.stopping.is_set() and not self.active and self.done.empty():
                     break
                 if self.until_idle and self._idle():
@@ -221,6 +238,9 @@ class Daemon:
         deadlines += [t for t in self.paused.values() if t > now]
         if self._stop_deadline is not None:
             deadlines.append(self._stop_deadline)
+        if self._retry_soon is not None:
+            deadlines.append(self._retry_soon)
+            self._retry_soon = None
         retry = self._next_retry()
         if retry is not None:
             deadlines.append(retry)
@@ -232,7 +252,7 @@ class Daemon:
         """Apply every finished run.  Runs that carry nothing of their own to record (no cost,
         tokens, session or changed files) share one commit; every other run gets its own, so
         its cost and session trailers belong to exactly one task."""
-        finished: list[tuple[runner.RunReport, Active | None]] = []
+        finished, self._unapplied = self._unapplied, []
         while True:
             try:
                 report = self.done.get_nowait()
@@ -270,6 +290,13 @@ class Daemon:
                 engine=str(task.fields.get("engine") or "?"), model=task.model, role=task.role,
                 attempt=report.attempt,
             )  # fmt: skip
+            if (
+                active is None
+                and task.status in (Status.COMPLETE, Status.FAILED)
+                and task.attempts == report.attempt
+            ):
+                # A saved report whose commit was made (or repaired) before the daemon died.
+                return f"result of {task.id} already recorded"
             if task.status is not Status.IN_PROGRESS:
                 note = (
                     f"## Attempts\n\n- {batch.stamp}: a run finished after the task was set "
@@ -311,7 +338,10 @@ class Daemon:
         except NexusError as exc:
             message = f"could not record the results of {', '.join(ids)}: {exc}"
             self.bus.emit("daemon", state="error", message=message)
-            return {}  # the saved reports stay; the next start applies them
+            # The saved reports stay (a restart applies them); this daemon tries again soon.
+            self._unapplied.extend(group)
+            self._retry_soon = time.monotonic() + 1.0
+            return {}
         for tid in ids:
             runner.drop_report(self.ws, tid)
         self.watcher.own_writes([self.ws.root / p for p in batch.texts])
@@ -638,7 +668,8 @@ class Daemon:
                 report = runner.RunReport(
                     task.id, task.attempts, EngineResult.failure(f"nexus runner crashed: {exc}")
                 )
-                runner.save_report(self.ws, report)
+                with contextlib.suppress(OSError):  # a full disk must not lose the report
+                    runner.save_report(self.ws, report)
             self.done.put(report)
             self.wake.set()
 
@@ -714,6 +745,13 @@ class Daemon:
                     message=f"stopped {len(killed)} "
                     f"process group(s) left running by a dead daemon ({pids.stem})",
                 )
+        stale = remove_stale_temps(self.ws.root)
+        if stale:
+            message = f"removed {len(stale)} temp file(s) of interrupted writes"
+            self.bus.emit("daemon", state="recovering", message=message)
+        # First commit what a killed daemon wrote but did not commit (the intent): it may be
+        # the very result saved below, which must then not be applied a second time.
+        self.svc.sync()
         for report in runner.saved_reports(self.ws):
             self.bus.emit(
                 "daemon",
@@ -795,22 +833,13 @@ class Daemon:
         return nxt is not None and nxt <= time.monotonic()
 
     def _idle(self) -> bool:
-        if self.active or not self.done.empty():
+        if self.active or not self.done.empty() or self._unapplied or self._failing:
             return False
         if self._next_retry() is not None:
             return False
         now = time.monotonic()
-        for reason in self.waiting.values():
-            if reason.startswith("budget:"):
-                continue  # only a person raising the budget ends it (whatever the task is named)
-            if (
-                "paused" in reason
-                or "busy" in reason
-                or "at its limit" in reason
-                or "overlap" in reason
-                or "persistent session" in reason
-            ):
-                return False
+        if any(_passing(reason) for reason in self.waiting.values()):
+            return False
         if any(until > now for until in self.paused.values()) and self.waiting:
             return False
         self.failed_for_good |= {t.id for t in self._failed()}
@@ -818,7 +847,10 @@ class Daemon:
 
     def _stuck(self) -> bool:
         """Ready tasks that can never start without a person (unknown engine, missing key)."""
-        return any(not r.startswith(("XL", "it has children")) for r in self.waiting.values())
+        return any(
+            not r.startswith(("XL", "it has children")) and not _passing(r)
+            for r in self.waiting.values()
+        )
 
     def _publish_state(self) -> None:
         """`.nexus/daemon-state.json`: what runs and why each ready task waits, for `nexus why`
@@ -857,6 +889,14 @@ class Daemon:
             waiting=dict(self.waiting),
             paused_by_budget=sum(1 for w in self.waiting.values() if w.startswith("budget:")),
         )
+
+
+def _passing(reason: str) -> bool:
+    """A wait that ends by itself (a worker frees up, a pause runs out): not stuck."""
+    if reason.startswith("budget:"):
+        return False  # only a person raising the budget ends it (whatever the task is named)
+    return any(w in reason for w in ("paused", "busy", "at its limit", "overlap",
+                                      "persistent session"))  # fmt: skip
 
 
 def _plain(report: runner.RunReport) -> bool:

@@ -224,11 +224,16 @@ class Repo:
                     self.git(["read-tree", base[0]], env=penv)
                 _write_head_file(head_file, base)
             self._clear_lock(Path(str(private_index) + ".lock"), force=True)
+            # From here until HEAD moves, the private index holds paths HEAD does not: a
+            # process killed in between must not leave them to be swept into the next commit
+            # (under another message), so the index counts as unknown until the end.
+            head_file.unlink(missing_ok=True)
             self.git(
                 ["update-index", "--add", "--remove", "-z", "--stdin"], input=stdin_paths, env=penv
             )
             tree = self.git(["write-tree"], env=penv).strip()
             if tree == base[1]:
+                _write_head_file(head_file, base)
                 self._sync_index(paths, penv)
                 return None
             parents = [] if base[0] == ZERO_OID else ["-p", base[0]]

@@ -197,7 +197,9 @@ def run(
     after = _safe(lambda: dirty_state(repo, ws), {})
     report.files = sorted(p for p, state in after.items() if before.get(p) != state)
     report.files += sorted(p for p in before if p not in after)  # reverted or deleted
-    save_report(ws, report)
+    # Saved for a restart to apply; on a full disk the daemon still has it in memory.
+    with contextlib.suppress(OSError):
+        save_report(ws, report)
     return report
 
 

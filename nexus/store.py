@@ -215,16 +215,35 @@ class Workspace:
         Atomic against a crashed or killed process.  No fsync: git does not fsync the objects
         of the commit that follows either (core.fsync), so it would buy no durability against
         power loss while costing ~2 ms a file (measured); set core.fsync in git for that."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
+        self.write_many({path: text})
+
+    def write_many(self, files: Mapping[Path, str]) -> None:
+        """Write several files atomically, all or none against a write error: every new text
+        goes to a temp file first (where a full disk fails), and only when all are written
+        are they renamed into place.  A write error removes the temps, changes nothing and
+        raises WorkspaceError naming the file."""
+        temps: list[tuple[Path, Path]] = []
         try:
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            for path, text in files.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
+                temps.append((tmp, path))
+                with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                    _injected_fault(path)
+                    fh.write(text)
+        except BaseException as exc:
+            for tmp, _ in temps:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            if isinstance(exc, OSError):
+                raise WorkspaceError(
+                    f"cannot write {_shown(self.root, temps[-1][1]) if temps else 'a file'}: "
+                    f"{exc.strerror or exc}; nothing was changed",
+                    fix="free disk space (or fix the permissions); nexus tries again by itself",
+                ) from None
             raise
+        for tmp, path in temps:
+            os.replace(tmp, path)
 
     def new_id(self, taken: set[str] | dict[str, Any]) -> str:
         """A fresh id: 8 random Crockford base32 characters (40 bits).  Random, not sequential,
@@ -289,6 +308,62 @@ def try_lock(path: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{6}\.tmp$")  # write_many's temps
+_RUNTIME_TEMP = re.compile(r"^.+\.(\d+)\.tmp$")  # intent.json.<pid>.tmp, .cache.<pid>.tmp
+_DAEMON_TEMPS = (".daemon-state.tmp", "results/.*.tmp")  # only the daemon writes these
+
+
+def remove_stale_temps(root: Path) -> list[str]:
+    """Delete temp files left by processes killed mid-write: atomic-write temps in nexus's
+    folders and pid-named temps in `.nexus/` whose process is gone, and the daemon's own
+    temps (call it holding the daemon lock).  Their paths, relative to `root`."""
+    found: list[str] = []
+    for name in OWNED:
+        top = root / name
+        if top.is_dir():
+            found += [p for p, _st in _walk_all(str(top)) if _dead(_TEMP_NAME, p)]
+    runtime = root / RUNTIME
+    if runtime.is_dir():
+        found += [str(p) for p in runtime.iterdir() if _dead(_RUNTIME_TEMP, str(p))]
+        found += [str(p) for pattern in _DAEMON_TEMPS for p in runtime.glob(pattern)]
+    removed = []
+    for path in found:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed.append(os.path.relpath(path, root))
+    return removed
+
+
+def _dead(pattern: re.Pattern[str], path: str) -> bool:
+    m = pattern.match(os.path.basename(path))
+    return m is not None and not _alive(int(m.group(1)))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+FAULT_ENV = "NEXUS_FAULT_WRITES"
+"""Tests only (benchmarks/crash.py, tests/test_crash.py): while the file this variable names
+exists, every write of a workspace file fails as on a full disk (ENOSPC)."""
+
+
+def _shown(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def _injected_fault(path: Path) -> None:
+    flag = os.environ.get(FAULT_ENV)
+    if flag and os.path.exists(flag):
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (injected: {FAULT_ENV})")
 
 
 def _read_owner(info: Path) -> str:

@@ -196,8 +196,11 @@ class ServiceCore:
         paths = [self.repo.rel(self.ws.root / p) for p in batch.texts] + list(extra_paths)
         intent = self.ws.runtime / "intent.json"
         _write_json(intent, {"paths": paths, "message": message})
-        for rel, text in batch.texts.items():
-            self.ws.write_atomic(self.ws.root / rel, text)
+        try:
+            self.ws.write_many({self.ws.root / rel: text for rel, text in batch.texts.items()})
+        except WorkspaceError:
+            intent.unlink(missing_ok=True)  # nothing was written: nothing to repair
+            raise
         self.written.extend(batch.texts)
         commit = self.repo.commit_paths(
             paths, message, private_index=self.ws.runtime / "git-index", author=author
