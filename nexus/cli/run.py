@@ -46,7 +46,7 @@ def make_daemon(
 @click.option(
     "--until-idle",
     is_flag=True,
-    help="Exit when nothing runs or can run (1 if a task failed for good).",
+    help="Exit when nothing runs or can run (1: a task failed for good, or a budget holds one).",
 )
 @click.option("--engine", help="Run every task on this engine (overrides routing).")
 @click.option(
