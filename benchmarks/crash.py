@@ -447,12 +447,11 @@ def check(h: Harness) -> Verdict:
             )
         reruns += max(ends[tid] - 1, 0)
     for tid in h.agent_kills:
-        if tid not in failed and files.get(tid) == "complete" and ends[tid] == 1:
-            # The kill came too late to matter (the agent had written its end line).
-            continue
-        if tid not in failed:
+        # A killed agent fails its run; if the daemon was killed too before recording that,
+        # the run is recorded as interrupted instead.  Either way the journal must say so,
+        # unless the kill came too late to matter (the agent had written its end line).
+        if cut[tid] == 0 and not (files.get(tid) == "complete" and ends[tid] == 1):
             problems.append(f"{tid}'s agent was killed but the journal records no failure")
-
     fsck = subprocess.run(
         ["git", "fsck", "--no-progress", "--no-dangling"], cwd=ws, capture_output=True, text=True
     )
