@@ -58,18 +58,18 @@ def read_files(folder: Path, runs: int) -> list[float]:
     return times
 
 
-def commit_one(root: Path, runs: int) -> tuple[list[float], int]:
-    """(times of `git commit` of one changed file, repo growth per commit in bytes)."""
-    path = root / "floor.txt"
-    path.write_text("floor\n")
-    git(root, "add", "floor.txt")
-    git(root, "commit", "-qm", "floor", "--no-verify", "--", "floor.txt")
+def commit_one(root: Path, path: Path, runs: int) -> tuple[list[float], int]:
+    """(times of `git commit` of one changed file, repo growth per commit in bytes).  `path`
+    should be a task file that nothing else changes (a complete task): the commit then
+    rewrites the same trees a nexus state change does (its shard, tasks/, the root)."""
+    text = path.read_text()
+    rel = str(path.relative_to(root))
     before = objects_size(root)
     times = []
     for k in range(runs):
-        path.write_text(f"floor {k}\n")
+        path.write_text(f"{text}\nfloor {k}\n")
         t = time.perf_counter()
-        git(root, "commit", "-qm", f"floor {k}", "--no-verify", "--", "floor.txt")
+        git(root, "commit", "-qm", f"floor {k}", "--no-verify", "--", rel)
         times.append(time.perf_counter() - t)
     return times, (objects_size(root) - before) // max(runs, 1)
 

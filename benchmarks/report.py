@@ -28,7 +28,7 @@ OPS = (
     Op("list", "list all tasks (`list --json`)", "s", "read every task file, no parsing"),
     Op("status", "status of all tasks (`status --json`)", "s", "read every task file, no parsing"),
     Op("create_one", "create one task (CLI)", "s", "`git commit` of one changed file"),
-    Op("create_many_cli", "create K tasks, CLI loop", "s", "`git add` + `git commit` of K files"),
+    Op("create_many_cli", "create K tasks, CLI loop", "s", "K × `git commit` of one file"),
     Op("create_many_plan", "create K tasks, one plan approval", "s",
        "`git add` + `git commit` of K files"),
     Op("state_change", "state change (complete a task) incl. its commit", "s",

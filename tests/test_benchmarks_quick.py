@@ -4,7 +4,10 @@ since Backlog.md is never a test dependency."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -77,14 +80,21 @@ def test_report_ratios_table_and_flags() -> None:
 @pytest.mark.timeout(600)  # ~30 s on a quiet 2-core machine; 113 s seen with load average 11
 def test_quick_mode_measures_every_operation_and_draws_plots(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = subprocess.run(
+    # Its own session, so a timeout also ends the daemons it started (not left orphaned).
+    proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks", "--quick", "--no-backlog", "--out", str(out)],
         cwd=REPO_ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
+        start_new_session=True,
     )
-    assert proc.returncode == 0, proc.stderr
+    try:
+        stdout, stderr = proc.communicate(timeout=540)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr
     data = json.loads((out / "benchmarks.json").read_text())
     assert data["meta"]["sizes"] == [100] and data["meta"]["runs"] == 1
     for op in report.OPS:
@@ -94,7 +104,7 @@ def test_quick_mode_measures_every_operation_and_draws_plots(tmp_path: Path) -> 
             assert data["ops"][op.key]["100"]["floor"]["median"] > 0, op.key
     for png in ("bench_times.png", "bench_space.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG"), png
-    assert "| list all tasks (`list --json`) | 100 |" in proc.stdout
+    assert "| list all tasks (`list --json`) | 100 |" in stdout
 
 
 def test_xl_reasons_read_the_plans_once_for_every_waiting_xl_task(
