@@ -39,6 +39,7 @@ class Batch:
         self.tasks = dict(tasks)
         self.now = now
         self.texts: dict[str, str] = {}  # workspace-relative path → new text
+        self.read: dict[str, str] = {}  # path → its text when this batch read it (see _commit)
         self.transitions: list[Transition] = []
         self.created: list[str] = []
         self.deps_changed = False
@@ -53,7 +54,7 @@ class Batch:
         read also refreshes the task from the file, so decisions use what is on disk."""
         if task.path not in self.texts:
             text = self.ws.read_text(self.ws.root / task.path)
-            self.texts[task.path] = text
+            self.texts[task.path] = self.read[task.path] = text
             self.tasks[task.id] = taskfile.parse(text, task.path, Path(task.path).stem).task
         return self.texts[task.path]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import marshal
@@ -23,7 +24,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
@@ -217,7 +218,12 @@ class Workspace:
         power loss while costing ~2 ms a file (measured); set core.fsync in git for that."""
         self.write_many({path: text})
 
-    def write_many(self, files: Mapping[Path, str]) -> None:
+    def write_many(
+        self,
+        files: Mapping[Path, str],
+        before_rename: Callable[[], None] | None = None,
+        rename: Callable[[Path, Path], None] = os.replace,
+    ) -> None:
         """Write several files atomically, all or none against a write error: every new text
         goes to a temp file first (where a full disk fails), and only when all are written
         are they renamed into place.  A write error removes the temps, changes nothing and
@@ -231,6 +237,8 @@ class Workspace:
                 with open(tmp, "w", encoding="utf-8", newline="") as fh:
                     _injected_fault(path)
                     fh.write(text)
+            if before_rename is not None:
+                before_rename()  # the last check (a compare-and-swap), as late as it can be
         except BaseException as exc:
             for tmp, _ in temps:
                 with contextlib.suppress(FileNotFoundError):
@@ -243,7 +251,7 @@ class Workspace:
                 ) from None
             raise
         for tmp, path in temps:
-            os.replace(tmp, path)
+            rename(tmp, path)
 
     def new_id(self, taken: set[str] | dict[str, Any]) -> str:
         """A fresh id: 8 random Crockford base32 characters (40 bits).  Random, not sequential,
@@ -504,3 +512,23 @@ def _write_cache(path: Path, files: dict[str, Any]) -> None:
     except (OSError, ValueError):  # a cache we cannot write only costs speed
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def swap(a: Path, b: Path) -> bool:
+    """Exchange two files atomically (Linux renameat2 RENAME_EXCHANGE): afterwards `a` holds
+    exactly what `b` held the moment before.  False where that is not available or `b` does
+    not exist; then nothing happened."""
+    func = _renameat2()
+    if func is None:
+        return False
+    return int(func(-100, os.fsencode(a), -100, os.fsencode(b), 2)) == 0  # AT_FDCWD, EXCHANGE
+
+
+@functools.cache
+def _renameat2() -> Any:
+    import ctypes
+
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    except OSError:
+        return None

@@ -240,3 +240,36 @@ def safe_block(text: str) -> str:
         stripped = line.strip()
         lines.append("    " + line if stripped in ("---", "...") else line)
     return "\n".join(lines)
+
+
+def restore_lost(base: str, ours: str, theirs: str) -> tuple[str, list[str]] | None:
+    """`theirs` with the changes `base` → `ours` that it lacks, or None when it lacks none.
+
+    For a person's editor that saved a buffer loaded before nexus wrote `ours`: the fields
+    nexus changed that the save still has at their `base` values get nexus's values back, and
+    a section nexus appended to the body is appended again.  A field the save changed to
+    something else keeps the person's value.  Returns the merged text and what was restored.
+    """
+    try:
+        sb, so, st = frontmatter.split(base), frontmatter.split(ours), frontmatter.split(theirs)
+        b, o, t = frontmatter.load(sb), frontmatter.load(so), frontmatter.load(st)
+    except frontmatter.FrontmatterError:
+        return None
+    missing = object()
+    lost = {
+        k: o.get(k, frontmatter.DELETE)
+        for k in o.keys() | b.keys()
+        if o.get(k, missing) != b.get(k, missing) and t.get(k, missing) == b.get(k, missing)
+    }
+    appended = so.body[len(sb.body) :] if so.body.startswith(sb.body) else ""
+    body_lost = bool(appended.strip()) and appended.strip() not in st.body
+    if not body_lost and set(lost) <= {"updated"}:
+        return None  # nothing but nexus's timestamp: the save is the newer truth
+    merged = frontmatter.set_fields(theirs, lost) if lost else theirs
+    restored = [f"{k} → {o[k]}" if k in o else f"{k} removed" for k in sorted(lost)]
+    if body_lost:
+        if not merged.endswith(("\n", "\r")):
+            merged += st.newline
+        merged += appended
+        restored.append(appended.strip().splitlines()[0])
+    return merged, restored

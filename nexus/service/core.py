@@ -4,6 +4,7 @@ edits, promotion) and committing a batch with its trailers."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +16,7 @@ from nexus import dag, journal, promote, taskfile
 from nexus.changes import Batch
 from nexus.errors import TaskFileError, ValidationError, WorkspaceError
 from nexus.gitrepo import Repo
-from nexus.store import MAX_TASK_FILE_BYTES, OWNED, Workspace
+from nexus.store import MAX_TASK_FILE_BYTES, OWNED, Workspace, swap
 from nexus.task import Status, Task, Transition, can_transition, id_problem
 
 
@@ -196,17 +197,77 @@ class ServiceCore:
         paths = [self.repo.rel(self.ws.root / p) for p in batch.texts] + list(extra_paths)
         intent = self.ws.runtime / "intent.json"
         _write_json(intent, {"paths": paths, "message": message})
+        clobbered: dict[str, str] = {}
         try:
-            self.ws.write_many({self.ws.root / rel: text for rel, text in batch.texts.items()})
+            self.ws.write_many(
+                {
+                    self.ws.root / rel: text
+                    for rel, text in batch.texts.items()
+                    if batch.read.get(rel) != text  # unchanged: a person's save may be newer
+                },
+                before_rename=lambda: self._check_unchanged(batch),
+                rename=functools.partial(self._swap_in, batch.read, clobbered),
+            )
         except WorkspaceError:
             intent.unlink(missing_ok=True)  # nothing was written: nothing to repair
             raise
+        self._merge_clobbered(batch, clobbered)
         self.written.extend(batch.texts)
         commit = self.repo.commit_paths(
             paths, message, private_index=self.ws.runtime / "git-index", author=author
         )
         intent.unlink(missing_ok=True)
         return commit
+
+    def _swap_in(
+        self, expected: Mapping[str, str], clobbered: dict[str, str], tmp: Path, path: Path
+    ) -> None:
+        """Rename `tmp` over `path`; if what it replaced is not the text the batch read (a
+        person's save landed after the last check), keep that save in `clobbered`."""
+        rel = self.ws.rel(path)
+        if rel not in expected or not swap(tmp, path):
+            os.replace(tmp, path)
+            return
+        try:
+            replaced = tmp.read_bytes().decode("utf-8", "replace")
+        finally:
+            tmp.unlink(missing_ok=True)
+        if replaced != expected[rel]:
+            clobbered[rel] = replaced
+
+    def _merge_clobbered(self, batch: Batch, clobbered: dict[str, str]) -> None:
+        """Put back the saves `_swap_in` caught, with the batch's changes applied on top."""
+        for _ in range(5):
+            if not clobbered:
+                return
+            ours = {rel: batch.texts[rel] for rel in clobbered}
+            merged: dict[Path, str] = {}
+            for rel, theirs in clobbered.items():
+                done = taskfile.restore_lost(batch.read[rel], ours[rel], theirs)
+                if done is None and not _parses(theirs, rel):
+                    continue  # caught half-written: the editor's write went to the old file
+                batch.texts[rel] = done[0] if done else theirs
+                merged[self.ws.root / rel] = batch.texts[rel]
+                for tid, task in list(batch.tasks.items()):
+                    if task.path == rel:
+                        batch.tasks[tid] = taskfile.parse(batch.texts[rel], rel, tid).task
+            clobbered = {}
+            self.ws.write_many(merged, rename=functools.partial(self._swap_in, ours, clobbered))
+
+    def _check_unchanged(self, batch: Batch) -> None:
+        """Compare-and-swap: a task file a person saved after this batch read it is never
+        overwritten.  Nothing is written; the caller gets a WorkspaceError (the daemon retries
+        with the file as it is now, so both changes land; docs/lifecycle.md)."""
+        for rel, text in batch.read.items():
+            try:
+                now = self.ws.read_text(self.ws.root / rel)
+            except (OSError, TaskFileError):
+                now = None
+            if now != text and batch.texts[rel] != text:
+                raise WorkspaceError(
+                    f"{rel} changed on disk while nexus was updating it; nothing was written",
+                    fix="run the command again (the daemon retries by itself)",
+                )
 
     def _repair(self, report: SyncReport) -> None:
         intent = self.ws.runtime / "intent.json"
@@ -283,7 +344,8 @@ class ServiceCore:
         if abspath.stat().st_size > MAX_TASK_FILE_BYTES:
             return None
         try:
-            new = taskfile.parse(self.ws.read_text(abspath), path, stem).task
+            text = self.ws.read_text(abspath)
+            new = taskfile.parse(text, path, stem).task
         except TaskFileError:
             return None
         if old is None:
@@ -292,11 +354,44 @@ class ServiceCore:
             prev = taskfile.parse(old.decode("utf-8"), path, stem).task
         except (TaskFileError, UnicodeDecodeError):
             return f"fixed {new.id}"
+        note = f"edited {new.id}"
+        if prev.status is not new.status or prev.body not in new.body:
+            restored = self._restore_lost(abspath, path, old.decode("utf-8"), text)
+            if restored is not None:
+                text, note = restored
+                new = taskfile.parse(text, path, stem).task
         if prev.status is not new.status:
             allowed = can_transition(prev.status, new.status)
             why = "edited by a person" + ("" if allowed else " (outside the lifecycle table)")
             transitions.append(Transition(new.id, prev.status, new.status, why))
-        return f"edited {new.id}"
+        return note
+
+    def _restore_lost(
+        self, abspath: Path, path: str, ours: str, theirs: str
+    ) -> tuple[str, str] | None:
+        """An editor that saved a buffer loaded before nexus's last write to this file would
+        undo that write: put nexus's change back (`taskfile.restore_lost`) and say so in the
+        commit (docs/lifecycle.md, "Editing while nexus writes")."""
+        last = self.repo.log("%H%x00%(trailers:key=Nexus-Actor,valueonly)", [path], ["-1"])
+        sha, _, actor = last.strip().partition("\0")
+        if not sha or actor.strip() in ("", "user"):
+            return None
+        base = self.repo.show_many(f"{sha}^", [path]).get(path)
+        if base is None:
+            return None
+        merged = taskfile.restore_lost(base.decode("utf-8", "replace"), ours, theirs)
+        if merged is None:
+            return None
+        text, restored = merged
+        if self.ws.read_text(abspath) != theirs:
+            return None  # saved again meanwhile: the next sync looks at the newer save
+        self.ws.write_atomic(abspath, text)
+        note = (
+            f"edited {path} in a buffer older than nexus's commit {sha[:10]}; kept the "
+            f"person's changes and restored nexus's: {', '.join(restored)}"
+        )
+        self.warn(note)
+        return text, note
 
 
 def status_counts(tasks: Mapping[str, Task]) -> tuple[dict[str, int], float]:
@@ -321,6 +416,14 @@ def _check_graph(batch: Batch) -> None:
 
 def _titles(batch: Batch) -> dict[str, str]:
     return {tid: t.title[:60] for tid, t in batch.tasks.items()}
+
+
+def _parses(text: str, path: str) -> bool:
+    try:
+        taskfile.parse(text, path, Path(path).stem)
+    except TaskFileError:
+        return False
+    return True
 
 
 def _read(path: Path) -> str | None:

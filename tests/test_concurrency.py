@@ -1,0 +1,271 @@
+"""Several writers at once: a person's editor and the daemon on the same task files, two `nexus`
+processes, the CLI beside a running daemon.  Nothing may be lost, every change is one commit,
+and `git fsck` stays clean (docs/lifecycle.md, "Editing while nexus writes")."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nexus import frontmatter
+from nexus.changes import Batch
+from nexus.errors import WorkspaceError
+from nexus.service import Service
+from nexus.store import Workspace
+from nexus.task import Status
+from tests.conftest import git, run_nexus
+from tests.test_corpus import wait_for
+from tests.test_daemon import tasks, write_task
+
+NEXUS = [sys.executable, "-m", "nexus"]
+
+
+def start_daemon(ws: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*NEXUS, "watch", "-q", *args],
+        cwd=ws,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop_daemon(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0, err
+    return err
+
+
+def all_status(ws: Path, ids: list[str], status: str) -> bool:
+    snap = Service(Workspace(ws)).snapshot()
+    return all(tid in snap.tasks and str(snap.tasks[tid].status) == status for tid in ids)
+
+
+def clean_and_whole(ws: Path) -> None:
+    git("fsck", "--no-progress", "--strict", cwd=ws)
+    assert git("status", "--porcelain", cwd=ws) == ""
+    assert not [p for p in ws.rglob("*.tmp") if ".git" not in p.parts]
+    assert Service(Workspace(ws)).snapshot().broken == []
+
+
+def stat_key(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+class Editor(threading.Thread):
+    """A person in an editor, saving task files again and again while the daemon runs them:
+    each save appends a line to the body and sets a field.  Half the saves write in place
+    (truncate and write, like VS Code), half by rename (like vim).  Like those editors, it
+    notices when the file changed on disk after it was loaded (nexus replaces files, so the
+    inode and mtime change) and reloads before saving; the last check and the save are
+    microseconds apart, the window test_a_stale_buffer_... covers."""
+
+    def __init__(self, ws: Path, ids: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.ws, self.ids = ws, ids
+        self.lines: dict[str, list[str]] = {tid: [] for tid in ids}
+        self.priority: dict[str, str] = {}
+        self.stop = threading.Event()
+        self.rng = random.Random(6)
+
+    def save(self, tid: str, n: int) -> None:
+        path = self.ws / "tasks" / f"{tid}.md"
+        line = f"person edit {n} of {tid}"
+        priority = "high" if n % 2 else "low"
+        while True:
+            loaded = stat_key(path)
+            text = path.read_bytes().decode("utf-8")
+            time.sleep(self.rng.uniform(0, 0.01))  # typing
+            if stat_key(path) == loaded:
+                break  # else: "the file changed on disk; reload?" - yes
+        text = frontmatter.set_fields(text, {"priority": priority}) + line + "\n"
+        if n % 2:
+            path.write_text(text, encoding="utf-8", newline="")
+        else:
+            tmp = path.with_name(f".{path.name}.editor.swp")
+            tmp.write_text(text, encoding="utf-8", newline="")
+            os.replace(tmp, path)
+        self.lines[tid].append(line)
+        self.priority[tid] = priority
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            for tid in self.ids:
+                self.save(tid, n)
+            time.sleep(0.02)
+
+
+def test_an_editor_saving_while_the_daemon_writes_loses_neither_change(workspace: Path) -> None:
+    ids = [f"t{i}" for i in range(8)]
+    for tid in ids:
+        write_task(workspace, tid, steps=[{"sleep": 0.3}, {"result": f"result of {tid}"}])
+    git("add", "-A", cwd=workspace)
+    git("commit", "-qm", "tasks", cwd=workspace)
+    daemon = start_daemon(workspace, "--workers", "4")
+    editor = Editor(workspace, ids)
+    editor.start()
+    try:
+        wait_for(lambda: all_status(workspace, ids, "complete"))
+        time.sleep(1.0)  # and a few more saves after the last result
+    finally:
+        editor.stop.set()
+        editor.join()
+    time.sleep(1.0)  # the daemon commits the last saves
+    stop_daemon(daemon)
+    run_nexus("status", cwd=workspace)  # commits anything the daemon had not yet seen
+    clean_and_whole(workspace)
+    snap = Service(Workspace(workspace)).snapshot()
+    for tid in ids:
+        text = (workspace / "tasks" / f"{tid}.md").read_text()
+        task = snap.tasks[tid]
+        # the daemon's changes
+        assert str(task.status) == "complete", (tid, task.status, text)
+        assert f"## Result\n\nresult of {tid}" in text, text
+        # the person's changes, every one of them
+        missing = [line for line in editor.lines[tid] if line not in text]
+        assert not missing, (tid, missing, text)
+        assert str(task.priority) == editor.priority[tid]
+    log = git("log", "--format=%B", cwd=workspace)
+    for tid in ids:
+        assert f"Nexus-Transition: {tid} in_progress -> complete" in log
+
+
+ADD_20 = """
+import subprocess, sys
+for i in range(20):
+    out = subprocess.run([sys.executable, "-m", "nexus", "add", f"{sys.argv[1]} {i}"],
+                         capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(out.stderr)
+    print(out.stdout.strip(), flush=True)
+"""
+COMPLETE = """
+import subprocess, sys
+for tid in sys.argv[1:]:
+    out = subprocess.run([sys.executable, "-m", "nexus", "complete", tid, "--result", "ok"],
+                         capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(out.stderr)
+"""
+
+
+def run_pair(ws: Path, script: str, args: list[list[str]]) -> list[str]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *a],
+            cwd=ws,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for a in args
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    return [o for o, _ in outs]
+
+
+def test_two_cli_processes_adding_and_completing_at_once_lose_nothing(workspace: Path) -> None:
+    head = git("rev-parse", "HEAD", cwd=workspace).strip()
+    outs = run_pair(workspace, ADD_20, [["first"], ["second"]])
+    ids = [out.split() for out in outs]
+    assert [len(i) for i in ids] == [20, 20] and len(set(ids[0] + ids[1])) == 40
+    created = git("log", "--format=%(trailers:key=Nexus-Created,valueonly)", cwd=workspace)
+    assert sorted(created.split()) == sorted(ids[0] + ids[1])  # each in a commit of its own
+    assert git("rev-list", "--count", f"{head}..HEAD", cwd=workspace).strip() == "40"
+    run_pair(workspace, COMPLETE, ids)
+    assert all_status(workspace, ids[0] + ids[1], "complete")
+    log = git("log", "--format=%B", cwd=workspace)
+    for tid in ids[0] + ids[1]:
+        assert log.count(f"Nexus-Transition: {tid} ready -> complete") == 1
+    assert git("rev-list", "--count", f"{head}..HEAD", cwd=workspace).strip() == "80"
+    clean_and_whole(workspace)
+
+
+def test_the_cli_and_the_daemon_at_once(workspace: Path) -> None:
+    for i in range(10):
+        write_task(workspace, f"d{i}", steps=[{"sleep": 0.1}, {"result": f"d{i} done"}])
+    daemon = start_daemon(workspace, "--workers", "4")
+    try:
+        added = []
+        for i in range(15):
+            out = run_nexus("add", f"from the CLI {i}", "--engine", "script", cwd=workspace)
+            added.append(out.stdout.strip())
+            if i % 5 == 0:
+                run_nexus("send", "user", "code", f"note {i}", cwd=workspace)
+        run_nexus("cancel", added[-1], cwd=workspace, check=False)  # may already have run
+        wait_for(
+            lambda: all_status(workspace, [f"d{i}" for i in range(10)] + added[:-1], "complete")
+        )
+    finally:
+        stop_daemon(daemon)
+    clean_and_whole(workspace)
+    final = tasks(workspace)
+    assert len(final) == 25
+    assert final[added[-1]]["status"] in ("cancelled", "complete")
+    created = git("log", "--format=%(trailers:key=Nexus-Created,valueonly)", cwd=workspace)
+    assert set(added) <= set(created.split())
+    inbox = yaml.safe_load(run_nexus("inbox", "code", "--json", cwd=workspace).stdout)
+    assert len(inbox["messages"]) == 3
+
+
+def test_a_stale_buffer_saved_over_nexus_s_write_gets_nexus_s_change_back(
+    workspace: Path,
+) -> None:
+    svc = Service(Workspace(workspace))
+    task = svc.add("Write the report")
+    path = workspace / task.path
+    buffer = path.read_text()  # the person opens the file...
+    svc.set_status(task.id, Status.COMPLETE, reason="done elsewhere", result="the answer is 42")
+    # ...and saves the buffer they loaded before nexus wrote, with their own edits.
+    stale = frontmatter.set_fields(buffer, {"priority": "high"}) + "A line of my own.\n"
+    path.write_text(stale)
+    report = Service(Workspace(workspace)).sync()
+    assert report.person_edits == [task.path]
+    text = path.read_text()
+    assert "status: complete" in text and "the answer is 42" in text  # nexus's change
+    assert "priority: high" in text and "A line of my own." in text  # the person's
+    message = git("log", "-1", "--format=%an|%B", cwd=workspace)
+    assert message.startswith("Pat Person|")
+    assert "in a buffer older than nexus's commit" in message
+    assert "status → complete" in message and "## Result" in message
+    # Saved again from the merged file, the person's edit is taken as it is.
+    path.write_text(text.replace("status: complete", "status: cancelled"))
+    Service(Workspace(workspace)).sync()
+    assert "status: cancelled" in path.read_text()
+    clean_and_whole(workspace)
+
+
+def test_nexus_never_writes_over_a_save_made_after_it_read_the_file(workspace: Path) -> None:
+    svc = Service(Workspace(workspace))
+    task = svc.add("Contended")
+    path = workspace / task.path
+
+    def build(batch: Batch, snap: object) -> str:
+        batch.update(task.id, {"priority": "high"})
+        path.write_text(path.read_text() + "Saved by a person meanwhile.\n")  # the race
+        return "set priority"
+
+    with pytest.raises(WorkspaceError, match="changed on disk while nexus was updating it"):
+        svc.mutate(build)
+    assert path.read_text().endswith("Saved by a person meanwhile.\n")
+    assert "priority: high" not in path.read_text()
+    svc.sync()  # the save is committed as the person's; nexus's next try sees it
+    svc.edit(task.id, {"priority": "high"})
+    text = path.read_text()
+    assert "priority: high" in text and "Saved by a person meanwhile." in text
+    clean_and_whole(workspace)
