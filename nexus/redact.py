@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "AUTH", "CREDENTIAL", "PRIVATE")
 MIN_SECRET_LENGTH = 8
@@ -46,6 +47,17 @@ def redactor(*envs: Mapping[str, str]) -> Callable[[str], str]:
         return lambda text: text
     pattern = re.compile("|".join(re.escape(value) for value in secrets))
     return lambda text: pattern.sub(lambda m: f"<{secrets[m.group(0)]} redacted>", text)
+
+
+def redact_data(value: Any, scrub: Callable[[str], str]) -> Any:
+    """`value` (JSON-like: strings, lists, mappings) with `scrub` applied to every string."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, Mapping):
+        return {k: redact_data(v, scrub) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(v, scrub) for v in value]
+    return value
 
 
 def redact(text: str, *envs: Mapping[str, str]) -> str:

@@ -363,6 +363,19 @@ def _state_file(ws: Workspace, role: str) -> Path:
     return ws.runtime / "inbox" / f"{role}.json"
 
 
+def pad_file(ws: Workspace, file_name: str) -> Path | None:
+    """`scratchpads/<file_name>` when it is a regular file that resolves right inside the
+    workspace's scratchpads/ folder; None when it is missing, not a regular file (a FIFO would
+    hang the reader), or a link leading anywhere else: out of the workspace (a key file,
+    /proc/self/environ), into .git/ (credentials in .git/config) or .nexus/.  What this
+    returns may go whole into a prompt sent to a model."""
+    try:
+        path = ws.inside(f"{FOLDER}/{file_name}")
+    except WorkspaceError:
+        return None
+    return path if path.parent == (ws.root / FOLDER).resolve() and path.is_file() else None
+
+
 def _inbox_files(ws: Workspace, role: str) -> Iterator[tuple[str, str, Path]]:
     try:
         names = sorted(os.listdir(ws.root / FOLDER))
@@ -376,10 +389,7 @@ def _inbox_files(ws: Workspace, role: str) -> Iterator[tuple[str, str, Path]]:
             frm = name[: -len(suffix)] if name.endswith(suffix) else ""
             if not frm or (to == BROADCAST and frm == role):
                 continue
-            try:
-                path = ws.inside(f"{FOLDER}/{name}")
-            except WorkspaceError:
-                break  # a link that points out of the workspace is not read
-            if path.is_file():
+            path = pad_file(ws, name)
+            if path is not None:
                 yield frm, to, path
             break

@@ -29,6 +29,7 @@ from nexus import __version__
 from nexus.errors import NexusError, ValidationError
 from nexus.mcp.projects import Projects
 from nexus.mcp.tools import ALL, CORE, READ_ONLY, Reply, Tools
+from nexus.redact import redact_data, redactor
 
 log = logging.getLogger("nexus.mcp")
 
@@ -114,26 +115,32 @@ def serve(projects: Projects, tool_set: str = "core") -> None:
 
 
 def _guarded(fn: Callable[..., Reply], lock: threading.Lock) -> Callable[..., CallToolResult]:
+    # The server runs with its client's environment (keys included).  Secret values are
+    # masked in what a call brings in (a result an agent reports, a message) and in what it
+    # gives back (prompts, results, errors), so none is committed or handed to an agent.
+    scrub = redactor()
+
     @functools.wraps(fn)
     def call(**kwargs: Any) -> CallToolResult:
         with lock:
             try:
-                reply = fn(**kwargs)
+                reply = fn(**redact_data(kwargs, scrub))
             except NexusError as exc:
                 log.info("%s: %s", fn.__name__, exc.message)
-                return _error(exc.message, exc.fix)
+                return _error(scrub(exc.message), exc.fix and scrub(exc.fix))
             except Exception as exc:  # a bug: reported to the caller, never a dead server
                 from nexus.cli.main import write_crash_log
 
                 log.exception("%s failed", fn.__name__)
                 path = write_crash_log(["mcp", fn.__name__])
                 return _error(
-                    f"nexus failed unexpectedly ({type(exc).__name__}: {exc})",
+                    scrub(f"nexus failed unexpectedly ({type(exc).__name__}: {exc})"),
                     f"this is a bug in nexus, not in your project; the details are in {path} "
                     "— please attach that file to a bug report",
                 )
         return CallToolResult(
-            content=[TextContent(type="text", text=reply.text)], structured_content=reply.data
+            content=[TextContent(type="text", text=scrub(reply.text))],
+            structured_content=redact_data(reply.data, scrub),
         )
 
     return call
@@ -143,13 +150,15 @@ def _readable(lock: threading.Lock) -> Callable[[Callable[..., str]], Callable[.
     """A resource reader that runs alone and turns a `NexusError` into a resource error."""
 
     def wrap(read: Callable[..., str]) -> Callable[..., str]:
+        scrub = redactor()  # as for tools: no secret value of the environment goes out
+
         @functools.wraps(read)
         def call(**kwargs: Any) -> str:
             with lock:
                 try:
-                    return read(**kwargs)
+                    return scrub(read(**kwargs))
                 except NexusError as exc:
-                    raise ResourceError(str(exc)) from None
+                    raise ResourceError(scrub(str(exc))) from None
 
         return call
 

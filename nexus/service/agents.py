@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nexus.changes import Batch, iso
-from nexus.errors import WorkspaceError
 from nexus.service.core import Snapshot, _read
 from nexus.service.tasks import TaskOps
 from nexus.task import Status, Task, id_problem
@@ -63,17 +62,12 @@ class AgentOps(TaskOps):
         )
 
     def _pad_text(self, name: str) -> str:
-        """A scratchpads/ file that prompts include whole.  Only a regular file of the
-        workspace outside .git/ and .nexus/ is read: a link to /proc/self/environ or to a key
-        file would otherwise send nexus's secrets to the model."""
-        try:
-            path = self.ws.inside(f"scratchpads/{name}")
-        except WorkspaceError:
-            return ""
-        parts = path.relative_to(self.ws.root).parts
-        if any(p.lower() in (".git", ".nexus") for p in parts) or not path.is_file():
-            return ""
-        return _read(path) or ""
+        """A scratchpads/ file that prompts include whole (`scratchpads.pad_file`: a link to
+        /proc/self/environ or a key file is not read)."""
+        from nexus import scratchpads
+
+        path = scratchpads.pad_file(self.ws, name)
+        return (_read(path) or "") if path is not None else ""
 
     # -- agents ----------------------------------------------------------------------------
 
@@ -250,11 +244,8 @@ class AgentOps(TaskOps):
 
         if id_problem(name, "scratchpad name"):
             return None
-        try:
-            path = self.ws.inside(f"{scratchpads.FOLDER}/{name}.md")
-        except WorkspaceError:
-            return None  # a link pointing out of the workspace is not read
-        if not path.is_file():
+        path = scratchpads.pad_file(self.ws, f"{name}.md")  # links leading out are not read
+        if path is None:
             return None
         text = path.read_bytes().decode("utf-8", "replace")
         frm, sep, to = name.partition("_to_")

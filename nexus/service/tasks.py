@@ -376,7 +376,8 @@ class TaskOps(ServiceCore):
                 fix="attach files inside the repository, relative to its top folder",
             )
         rel = target.relative_to(top).as_posix()
-        if rel.split("/")[0] in (".git", ".nexus") or "/.nexus/" in f"/{rel}":
+        low = rel.lower()  # on a case-insensitive disk .GIT is .git
+        if low.split("/")[0] in (".git", ".nexus") or "/.nexus/" in f"/{low}":
             raise ValidationError(
                 f"path {raw!r} is inside .git/ or .nexus/", fix="attach project files only"
             )

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from nexus.errors import GitError, NexusError, TransitionError, WorkspaceError
+from nexus.redact import redact_data, redactor
 from nexus.service import Service, Snapshot, status_counts
 from nexus.task import Status, Task, id_problem
 from nexus.web import schema
@@ -441,7 +442,9 @@ async def _read_json(request: Request) -> Any:
 
 
 def endpoints(backend: Backend) -> list[Route]:
-    """The starlette routes of the table."""
+    """The starlette routes of the table.  Secret values of the server's environment (its
+    token, keys) are masked in every request body: none is written to the workspace."""
+    scrub = redactor()
     out = []
     for r in ROUTES:
 
@@ -452,7 +455,9 @@ def endpoints(backend: Backend) -> list[Route]:
                     r["query"],
                 )
                 body = (
-                    schema.check_body(await _read_json(request), r["body"]) if "body" in r else {}
+                    schema.check_body(redact_data(await _read_json(request), scrub), r["body"])
+                    if "body" in r
+                    else {}
                 )
                 args = Args(dict(request.path_params), query, body)
                 handler = r["handler"]
