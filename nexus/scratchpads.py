@@ -75,6 +75,7 @@ _OPEN = re.compile(r"^<!-- nexus:message (\{.*\}) -->[ \t]*$")
 _CLOSE = re.compile(r"^<!-- /nexus:message (\S+) -->[ \t]*$")
 _MARKER_LIKE = re.compile(r"^\\*<!-- /?nexus:message")  # escaped on render
 _ESCAPED = re.compile(r"^\\+<!-- /?nexus:message")  # unescaped on parse
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # NUL, terminal escapes: dropped from text
 _MESSAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 _FILE_HEADER = re.compile(r"^# Messages from \S+ to \S+[ \t]*$")
 _ISO = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)")
@@ -170,7 +171,8 @@ def compose(
     """A new message sent at `time` (ISO 8601 UTC).  Text that is JSON becomes a ```json block;
     blank lines around the text are dropped.  Names must have been checked."""
     check_type(type)
-    lines = _trim(text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "").split("\n"))
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    lines = _trim(text.split("\n"))
     if not lines:
         raise ValidationError("the message is empty", fix="give the text to send (or - for stdin)")
     payload = "\n".join(lines)
