@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nexus import frontmatter
+from nexus import frontmatter, taskfile
 from nexus.changes import Batch
 from nexus.errors import WorkspaceError
 from nexus.service import Service
@@ -269,3 +269,32 @@ def test_nexus_never_writes_over_a_save_made_after_it_read_the_file(workspace: P
     text = path.read_text()
     assert "priority: high" in text and "Saved by a person meanwhile." in text
     clean_and_whole(workspace)
+
+
+BASE = "---\ntitle: T\nstatus: in_progress\n---\nBody.\n"
+NEXUS_WROTE = "---\ntitle: T\nstatus: complete\nupdated: x\n---\nBody.\n\n## Result\n\ndone\n"
+
+
+def test_restore_lost_puts_back_only_what_a_stale_save_lacks() -> None:
+    stale = "---\ntitle: T\nstatus: in_progress\npriority: high\n---\nBody, edited.\n"
+    merged = taskfile.restore_lost(BASE, NEXUS_WROTE, stale)
+    assert merged is not None
+    text, restored = merged
+    assert text == (
+        "---\ntitle: T\nstatus: complete\npriority: high\nupdated: x\n---\nBody, edited.\n"
+        "\n## Result\n\ndone\n"
+    )
+    assert restored == ["status → complete", "updated → x", "## Result"]
+
+
+def test_restore_lost_leaves_a_save_based_on_nexus_s_write_alone() -> None:
+    # The save already holds nexus's change, or changed the same field on purpose.
+    assert taskfile.restore_lost(BASE, NEXUS_WROTE, NEXUS_WROTE + "more\n") is None
+    cancelled = NEXUS_WROTE.replace("status: complete", "status: cancelled")
+    assert taskfile.restore_lost(BASE, NEXUS_WROTE, cancelled) is None
+    # Only nexus's timestamp missing: the save is the newer truth.
+    touched = "---\ntitle: T\nstatus: in_progress\n---\nBody.\n"
+    assert (
+        taskfile.restore_lost(touched, touched.replace("---\nB", "updated: y\n---\nB"), touched)
+        is None
+    )
