@@ -15,6 +15,7 @@ default (false): its creates and edits are *not* committed, while every nexus ch
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -133,7 +134,7 @@ def argv(binary: Path, *args: str) -> list[str]:
 def listed(root: Path, binary: Path, env: dict[str, str]) -> int:
     """How many tasks `backlog task list` reports (proof that written files are read)."""
     out = subprocess.run(
-        argv(binary, "task", "list", "--plain"),
+        argv(binary, "task", "list", "--json"),
         cwd=root, env=env, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    return len(re.findall(r"^\s+(?:\[\w+\] )?TASK-\d+ ", out, re.MULTILINE))
+    return len(json.loads(out)["tasks"])
