@@ -11,6 +11,7 @@ belong (see docs/security.md).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -22,9 +23,11 @@ MIN_SECRET_LENGTH = 8
 SECRET_OPTIONS = ("--token",)
 
 
+_SECRET_NAME = re.compile("|".join(SECRET_MARKERS), re.IGNORECASE)
+
+
 def is_secret_name(name: str) -> bool:
-    upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS)
+    return _SECRET_NAME.search(name) is not None
 
 
 def secret_values(*envs: Mapping[str, str]) -> dict[str, str]:
@@ -33,20 +36,28 @@ def secret_values(*envs: Mapping[str, str]) -> dict[str, str]:
     whole."""
     found: dict[str, str] = {}
     for env in envs or (os.environ,):
-        for name, value in env.items():
-            if is_secret_name(name) and len(value.strip()) >= MIN_SECRET_LENGTH:
-                found.setdefault(value, name)
+        for name in env:
+            if _SECRET_NAME.search(name) is not None:
+                value = env[name]
+                if len(value.strip()) >= MIN_SECRET_LENGTH:
+                    found.setdefault(value, name)
     return dict(sorted(found.items(), key=lambda item: -len(item[0])))
 
 
 def redactor(*envs: Mapping[str, str]) -> Callable[[str], str]:
     """`redact` for the secrets of `envs` as they are now, compiled once (for a sink that
     masks every line it writes)."""
-    secrets = secret_values(*envs)
+    return _compiled(tuple(secret_values(*envs).items()))
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(secrets: tuple[tuple[str, str], ...]) -> Callable[[str], str]:
+    # Cached: engines mask every progress line with the same few secrets.
     if not secrets:
         return lambda text: text
-    pattern = re.compile("|".join(re.escape(value) for value in secrets))
-    return lambda text: pattern.sub(lambda m: f"<{secrets[m.group(0)]} redacted>", text)
+    names = dict(secrets)
+    pattern = re.compile("|".join(re.escape(value) for value, _ in secrets))
+    return lambda text: pattern.sub(lambda m: f"<{names[m.group(0)]} redacted>", text)
 
 
 def redact_data(value: Any, scrub: Callable[[str], str]) -> Any:
