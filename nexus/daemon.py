@@ -99,6 +99,8 @@ class Daemon:
         self._unapplied: list[tuple[runner.RunReport, Active | None]] = []
         self._retry_soon: float | None = None  # a failed pass or result is tried again then
         self._failing = False  # the last pass failed: never idle then
+        self._claim_failed = False  # a claim commit failed: see _release_unclaimed
+        self._requeued: set[str] = set()  # results whose commit failed once
         self.budget: budgets.Verdict | None = None  # the last budget verdict (None: no budget)
         self._config_problem: str | None = None
 
@@ -191,7 +193,9 @@ class Daemon:
         self.svc.written.clear()
         now = time.monotonic()
         foreign = self.watcher.foreign_changes()
-        if foreign or now - self._last_sync >= self.poll or self._retry_due():
+        # An intent left by a failed commit: sync repairs it before anything else is written.
+        repair = self._claim_failed or self._unapplied
+        if foreign or now - self._last_sync >= self.poll or self._retry_due() or repair:
             self._last_sync = now
             self._reload_config()
             report = self.svc.sync()
@@ -205,6 +209,8 @@ class Daemon:
                     reason=t.reason,
                     actor="user" if report.person_edits else "daemon",
                 )
+        if self._claim_failed:
+            self._release_unclaimed()
         self._drain_results()
         snap = self.svc.current()
         self._cancel_moved(snap)
@@ -291,7 +297,7 @@ class Daemon:
                 attempt=report.attempt,
             )  # fmt: skip
             if (
-                active is None
+                (active is None or task.id in self._requeued)
                 and task.status in (Status.COMPLETE, Status.FAILED)
                 and task.attempts == report.attempt
             ):
@@ -340,8 +346,10 @@ class Daemon:
             self.bus.emit("daemon", state="error", message=message)
             # The saved reports stay (a restart applies them); this daemon tries again soon.
             self._unapplied.extend(group)
+            self._requeued.update(ids)
             self._retry_soon = time.monotonic() + 1.0
             return {}
+        self._requeued.difference_update(ids)
         for tid in ids:
             runner.drop_report(self.ws, tid)
         self.watcher.own_writes([self.ws.root / p for p in batch.texts])
@@ -598,6 +606,8 @@ class Daemon:
             )
         except NexusError as exc:
             self.bus.emit("daemon", state="error", message=f"could not claim tasks: {exc}")
+            self._claim_failed = True
+            self._retry_soon = time.monotonic() + 1.0
             return
         self.watcher.own_writes([self.ws.root / p for p in batch.texts])
         self._emit_transitions(batch)
@@ -767,8 +777,12 @@ class Daemon:
             for t in self.svc.current().tasks.values()
             if t.status.active and (t.assignee or "").startswith(host)
         ]
-        if not orphans:
-            return
+        if orphans:
+            self._back_to_ready(orphans, "{assignee} stopped while it ran")
+
+    def _back_to_ready(self, orphans: list[Task], why: str) -> None:
+        """Return claimed tasks that no run of this daemon holds to ready (interrupted), without
+        spending an attempt.  `why` may name the `{assignee}`."""
         roles = self._roles()
 
         def build(batch: Batch, snap: Snapshot) -> str:
@@ -785,17 +799,29 @@ class Daemon:
                     if session
                     else "it will be run again from the start"
                 )
+                reason = why.format(assignee=task.assignee)
                 batch.move(
                     task.id,
                     Status.READY,
-                    f"interrupted: {task.assignee} stopped while it ran; {how}",
+                    f"interrupted: {reason}; {how}",
                     {"attempts": max(task.attempts - 1, 0)},
-                    f"## Attempts\n\n- {batch.stamp}: interrupted ({task.assignee} stopped); {how}",
+                    f"## Attempts\n\n- {batch.stamp}: interrupted ({reason}); {how}",
                 )
             return f"recover {len(orphans)} interrupted task(s)"
 
         batch = self.svc.mutate(build, None, "daemon", snapshot=self.svc.current())
         self._emit_transitions(batch)
+
+    def _release_unclaimed(self) -> None:
+        """After a claim whose files were written but whose commit failed (git busy or broken,
+        e.g. `git gc` pruning under it): those tasks are in_progress on disk with no run; the
+        next sync commits the claim, and this returns them to ready."""
+        held = self.active.keys() | {r.task_id for r, _ in self._unapplied}
+        stray = [t for t in self.svc.snapshot().tasks.values()
+                 if t.status.active and t.assignee == self.ident and t.id not in held]  # fmt: skip
+        if stray:
+            self._back_to_ready(stray, "its claim was written but could not be committed")
+        self._claim_failed = False
 
     def _cancel_moved(self, snap: Snapshot) -> None:
         for tid, a in self.active.items():
@@ -834,6 +860,8 @@ class Daemon:
 
     def _idle(self) -> bool:
         if self.active or not self.done.empty() or self._unapplied or self._failing:
+            return False
+        if self._claim_failed:
             return False
         if self._next_retry() is not None:
             return False

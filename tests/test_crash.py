@@ -10,6 +10,7 @@ interruption), the journal replays to the files, `git fsck` clean, no stray temp
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -301,3 +302,43 @@ def test_runtime_temp_files_of_a_killed_daemon_are_removed_when_it_starts(worksp
     assert out.returncode == 0, out.stderr
     assert not any(p.exists() for p in stale)
     assert crash.stray_files(workspace) == []
+
+
+GIT_THAT_FAILS_A_CLAIM = """#!{python}
+import os, subprocess, sys
+flag, real = {flag!r}, {real!r}
+args = sys.argv[1:]
+if args[:1] == ["commit-tree"] and os.path.exists(flag):
+    message = sys.stdin.read()
+    if "nexus: start" in message:
+        os.unlink(flag)  # fail once, as when `git gc` prunes a folder under write-tree
+        sys.exit("error: unable to create temporary file: No such file or directory")
+    sys.exit(subprocess.run([real, *args], input=message.encode()).returncode)
+os.execv(real, [real, *args])
+"""
+
+
+def test_a_claim_whose_commit_fails_is_released_and_run(workspace: Path, tmp_path: Path) -> None:
+    """Found by the long run with a person running `git gc`: a claim written to the files
+    whose commit failed left its tasks in_progress with no run, and `--until-idle` exited
+    with them stuck."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    flag = tmp_path / "fail-next-claim"
+    flag.touch()
+    fake = bin_dir / "git"
+    real = shutil.which("git")
+    fake.write_text(GIT_THAT_FAILS_A_CLAIM.format(python=sys.executable, flag=str(flag), real=real))
+    fake.chmod(0o755)
+    for tid in ("a", "b"):
+        (workspace / "tasks" / f"{tid}.md").write_text(
+            f"---\nid: {tid}\ntitle: {tid}\nengine: script\nscript: [{{result: ok}}]\n---\n"
+        )
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    out = run_nexus("watch", "--until-idle", cwd=workspace, check=False, env={"PATH": path})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not flag.exists()  # the claim's commit did fail once
+    assert "could not claim tasks" in out.stdout + out.stderr
+    state, jumps = crash.replay(crash.journal_entries(workspace))
+    assert jumps == [] and state["a"] == state["b"] == "complete"
+    assert "its claim was written but could not be committed" in git("log", cwd=workspace)
