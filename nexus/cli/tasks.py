@@ -225,12 +225,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 "goal": svc.ws.config.goal,
                 "counts": counts,
                 "progress": progress,
-                "tasks": [t.summary() for t in snap.tasks.values()],
                 "broken": [e.to_json() for e in snap.broken],
                 "problems": [p.to_json() for p in snap.problems],
                 "running": running,
                 "budget": svc.budget(snap).to_json(),
-            }
+            },
+            snap,
+            list(snap.tasks.values()),
         )
         return
     cfg = svc.ws.config
