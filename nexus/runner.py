@@ -24,6 +24,7 @@ from nexus import proc
 from nexus.engines.base import EngineResult, Job, OutgoingMessage, Usage, get_engine
 from nexus.errors import NexusError
 from nexus.gitrepo import Repo
+from nexus.redact import is_secret_name
 from nexus.store import OWNED, Workspace
 from nexus.task import Task
 
@@ -183,6 +184,9 @@ def run(
         result = EngineResult.failure(str(exc))
     except Exception as exc:  # an engine bug must not take the daemon down
         result = EngineResult.failure(f"engine {a.engine} crashed: {type(exc).__name__}: {exc}")
+    # Built-in engines mask secrets themselves; a third-party engine may not: whatever it
+    # returns is masked here too before anything is kept.
+    result = result.redacted(job.env)
     if not result.duration:
         result = _with_duration(result, time.monotonic() - started)
     report = RunReport(
@@ -211,8 +215,11 @@ def verify(command: str, job: Job, workdir: Path) -> str | None:
         return f"verify command cannot be read ({exc}): {command!r}"
     if not argv:
         return None
+    # The check is the task's own command, which an agent may have edited: it gets the
+    # agent's environment without the secret-looking variables (API keys, tokens).
+    env = {k: v for k, v in job.env.items() if not is_secret_name(k)}
     try:
-        res = proc.run(argv, cwd=workdir, env=job.env, timeout=job.timeout, cancel=job.cancel)
+        res = proc.run(argv, cwd=workdir, env=env, timeout=job.timeout, cancel=job.cancel)
     except NexusError as exc:
         return f"verify could not start: {exc.message}"
     return None if res.ok else f"verify `{command}` failed: {res.describe()}"

@@ -144,7 +144,9 @@ def test_canary_keys_reach_only_the_engine_that_needs_them_and_are_never_kept(
         {"result": "script saw {output}"},
     ]
     write_task(workspace, "sec-script", "script", script=steps)
-    write_task(workspace, "sec-claude", "claude-code")
+    # Its `verify` is the task's own command (an agent could edit it): no key for it.
+    verify = f"{sys.executable} {dump} {out / 'verify.json'}"
+    write_task(workspace, "sec-claude", "claude-code", verify=verify)
     write_task(workspace, "sec-codex", "codex")
     write_task(workspace, "sec-gemini", "gemini")
     write_task(workspace, "sec-anthropic", "anthropic", model="claude-test")
@@ -182,6 +184,8 @@ def test_canary_keys_reach_only_the_engine_that_needs_them_and_are_never_kept(
         # ... and never in its command line or on stdin: the prompt carries no key.
         assert leaks(json.dumps(call["argv"]) + call["stdin"]) == [], name
     assert "NEXUS_TOKEN" not in command["env"]
+    verify_env = json.loads((out / "verify.json").read_text())["env"]
+    assert leaks(json.dumps(verify_env)) == [] and "NEXUS_TASK_ID" in verify_env
 
     # The SDK engines: the key travels only as the credential header of their own API
     # (`x-api-key` or `authorization: Bearer`, as the SDK version prefers).
