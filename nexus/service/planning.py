@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class PlanningOps(AgentOps):
     # -- planning ----------------------------------------------------------------------------
     # The oracle (role prime) turns a goal or an XL task into plans/<name>.yaml; `approve`
-    # makes it tasks.  Schema and validation: nexus/plans.py; asking: nexus/oracle.py.
+    # makes it tasks.  Schema and validation: nexus/plans/; asking: nexus/oracle.py.
 
     def plan_prompt(self, goal: str | None = None, parent: str | None = None) -> str:
         """The planning prompt (prompts/plan.md): the goal (default: nexus.yaml's), the tasks
