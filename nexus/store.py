@@ -23,8 +23,9 @@ import re
 import secrets
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
@@ -135,12 +136,17 @@ class Workspace:
         first_path: dict[str, str] = {}
         dirty = False
         prefix = len(str(self.root)) + 1
-        for path, st in _walk_md(str(self.tasks_dir)):
-            rel = path[prefix:]
-            key = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+        files = [
+            (path, path[prefix:], (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino))
+            for path, st in _walk_md(str(self.tasks_dir))
+        ]
+        misses = [(path, rel, key[2]) for path, rel, key in files
+                  if (cached := cache.get(rel)) is None or cached[0] != key]  # fmt: skip
+        parsed = _parse_many(misses)
+        for _path, rel, key in files:
             entry = cache.get(rel)
             if entry is None or entry[0] != key:
-                entry = (key, *_parse_entry(path, rel, st.st_size))
+                entry = (key, *parsed[rel])
                 dirty = True
             fresh[rel] = entry
             _, row, error, warnings, encoded = entry
@@ -439,6 +445,39 @@ def json_summaries(tasks: Iterable[Task], encoded: Mapping[str, tuple[Task, str]
 
 def _encode(task: Task) -> str:
     return json.dumps(task.summary(), ensure_ascii=False)
+
+
+PARALLEL_PARSE_MIN = 500  # files to parse before it pays to start worker processes
+
+
+def _parse_many(
+    files: Sequence[tuple[str, str, int]],
+) -> dict[str, tuple[Any, Any, list[str], str | None]]:
+    """`_parse_entry` of each (path, rel, size), by rel.  Many files (a first run, a fresh
+    clone: 10,000 files took 3.5 s on one core) are parsed by one forked process per core;
+    never from a process running threads (the daemon, the web server), where fork is unsafe:
+    they parse in order, once, when they start."""
+    cores = os.cpu_count() or 1
+    if len(files) < PARALLEL_PARSE_MIN or cores < 2 or threading.active_count() > 1:
+        return {rel: _parse_entry(path, rel, size) for path, rel, size in files}
+    import concurrent.futures
+    import multiprocessing
+
+    chunks = [files[i::cores] for i in range(cores)]
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+            cores, mp_context=multiprocessing.get_context("fork")
+        ) as pool:
+            done = list(pool.map(_parse_chunk, chunks))
+    except (OSError, concurrent.futures.process.BrokenProcessPool):
+        return {rel: _parse_entry(path, rel, size) for path, rel, size in files}
+    return {rel: out for part in done for rel, out in part}
+
+
+def _parse_chunk(
+    files: Sequence[tuple[str, str, int]],
+) -> list[tuple[str, tuple[Any, Any, list[str], str | None]]]:
+    return [(rel, _parse_entry(path, rel, size)) for path, rel, size in files]
 
 
 def _parse_entry(path: str, rel: str, size: int) -> tuple[Any, Any, list[str], str | None]:

@@ -1,0 +1,61 @@
+"""Scanning the workspace: a first run parses in worker processes and must read exactly what
+one process reads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nexus import store
+from nexus.store import Workspace
+
+PIDS_FILE = "NEXUS_TEST_SCAN_PIDS"
+PARSE_CHUNK = store._parse_chunk
+
+
+def _recording_chunk(files: Sequence[tuple[str, str, int]]) -> Any:
+    with open(os.environ[PIDS_FILE], "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return PARSE_CHUNK(files)
+
+
+def test_a_first_scan_in_worker_processes_reads_what_one_process_reads(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = workspace / "tasks" / "x"
+    folder.mkdir(parents=True)
+    for i in range(40):
+        deps = f"deps: [t{i - 1:03d}]\n" if i else ""
+        (folder / f"t{i:03d}.md").write_text(
+            f"---\nid: t{i:03d}\ntitle: Tâche {i}\n{deps}odd_field: {i}\n---\nBody\n"
+        )
+    (folder / "broken.md").write_text("---\nid: broken\ntitle: [unclosed\n---\n")
+    (folder / "dup.md").write_text("---\nid: t001\ntitle: Copy\n---\n")
+
+    def scan() -> store.Scan:
+        (workspace / ".nexus" / "cache.bin").unlink(missing_ok=True)
+        return Workspace(workspace).scan()
+
+    monkeypatch.setattr(store, "PARALLEL_PARSE_MIN", 10**9)
+    serial = scan()
+    pids = tmp_path / "pids"
+    monkeypatch.setenv(PIDS_FILE, str(pids))
+    monkeypatch.setattr(store, "PARALLEL_PARSE_MIN", 1)
+    monkeypatch.setattr(store, "_parse_chunk", _recording_chunk)
+    parallel = scan()
+
+    workers = set(pids.read_text().split())
+    assert len(workers) >= min(2, os.cpu_count() or 1) and str(os.getpid()) not in workers
+    assert parallel.tasks == serial.tasks and len(serial.tasks) == 40
+    assert [str(e) for e in parallel.broken] == [str(e) for e in serial.broken]
+    # dup.md sorts first, so t001.md is the copy reported
+    assert {e.path for e in serial.broken} == {"tasks/x/broken.md", "tasks/x/t001.md"}
+    assert parallel.warnings == serial.warnings and serial.warnings
+    assert {k: v[1] for k, v in parallel.encoded.items()} == {
+        k: v[1] for k, v in serial.encoded.items()
+    }
+    assert parallel.digest == serial.digest
