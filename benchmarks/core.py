@@ -29,7 +29,7 @@ def state_change_in_process(root: Path, runs: int, synced: bool) -> tuple[list[f
     """Complete ready tasks through the service: write + commit (+ promotion).  With `synced`
     each change first syncs the workspace (what a CLI command does); without, it uses the
     caller's snapshot (what the daemon does between file events)."""
-    from nexus.service import Service, Snapshot
+    from nexus.service import Service
     from nexus.store import Workspace
     from nexus.task import Status
 
@@ -43,11 +43,11 @@ def state_change_in_process(root: Path, runs: int, synced: bool) -> tuple[list[f
         if synced:
             svc.set_status(tid, Status.COMPLETE, reason="benchmark")
         else:
-            batch = svc.mutate(
+            svc.mutate(
                 lambda b, s, tid=tid: (b.move(tid, Status.COMPLETE, "benchmark"), "x")[1],
                 snapshot=snap,
             )
-            snap = Snapshot(batch.tasks, snap.broken, snap.warnings)
+            snap = svc.current()  # as the daemon does: it carries the dependency graph
         times.append(time.perf_counter() - t)
     return times, (objects_size(root) - before) // max(len(times), 1)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from nexus import promote, taskfile
+from nexus import dag, promote, taskfile
 from nexus.errors import TransitionError
 from nexus.store import Workspace
 from nexus.task import Status, Task, Transition, can_transition
@@ -34,8 +34,15 @@ def _stamps(task: Task, dst: Status, now: str) -> dict[str, Any]:
 
 
 class Batch:
-    def __init__(self, ws: Workspace, tasks: Mapping[str, Task], now: dt.datetime) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        tasks: Mapping[str, Task],
+        now: dt.datetime,
+        graph: dag.Graph | None = None,
+    ) -> None:
         self.ws = ws
+        self._graph = graph  # the reverse edges of `tasks`, when the caller has them
         self.tasks = dict(tasks)
         self.now = now
         self.texts: dict[str, str] = {}  # workspace-relative path → new text
@@ -43,6 +50,7 @@ class Batch:
         self.transitions: list[Transition] = []
         self.created: list[str] = []
         self.deps_changed = False
+        self._ids: set[str] = set()  # tasks whose files this batch read or wrote
         self.extra_paths: list[str] = []  # repo-relative files an agent changed, committed too
 
     @property
@@ -55,7 +63,11 @@ class Batch:
         if task.path not in self.texts:
             text = self.ws.read_text(self.ws.root / task.path)
             self.texts[task.path] = self.read[task.path] = text
-            self.tasks[task.id] = taskfile.parse(text, task.path, Path(task.path).stem).task
+            new = taskfile.parse(text, task.path, Path(task.path).stem).task
+            if new.deps != task.deps or new.parent != task.parent:
+                self.deps_changed = True  # edited on disk since the snapshot was taken
+            self.tasks[task.id] = new
+            self._ids.add(task.id)
         return self.texts[task.path]
 
     def current(self, task_id: str) -> Task:
@@ -83,6 +95,7 @@ class Batch:
         new = taskfile.parse(text, path, Path(path).stem).task
         self.texts[path] = text
         self.tasks[new.id] = new
+        self._ids.add(new.id)
         self.created.append(new.id)
         self.deps_changed = True
         return new
@@ -111,15 +124,20 @@ class Batch:
     @property
     def touched(self) -> set[str]:
         """Ids of the tasks this batch changed or created."""
-        by_path = {t.path: tid for tid, t in self.tasks.items()}
-        return {by_path[p] for p in self.texts if p in by_path}
+        return {tid for tid in self._ids if tid in self.tasks}
+
+    @property
+    def graph(self) -> dag.Graph | None:
+        """The reverse edges of the tasks as this batch leaves them, when known without
+        recomputing them: no dep or parent changed."""
+        return None if self.deps_changed else self._graph
 
     def promote(self, policy: promote.RetryPolicy, *, seeds: Iterable[str] | None = ()) -> None:
         """Apply promotions: from `seeds` plus what this batch touched, or (seeds=None) over
         every task."""
         if seeds is not None:
             seeds = self.touched | set(seeds)
-        for t in promote.promote(self.tasks, self.now, policy, seeds=seeds):
+        for t in promote.promote(self.tasks, self.now, policy, seeds=seeds, graph=self.graph):
             changes: dict[str, Any] = {}
             if t.src is Status.FAILED:
                 changes["error"] = self.tasks[t.task_id].error  # keep the last reason visible

@@ -297,17 +297,13 @@ def hold_lock(path: Path, *, timeout: float, what: str) -> Iterator[None]:
                         fix="wait for it to finish, or stop that process",
                     ) from None
                 time.sleep(0.02)
+        owner = json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv[:3])}
+        )
         with contextlib.suppress(OSError):
-            info.write_text(
-                json.dumps(
-                    {
-                        "pid": os.getpid(),
-                        "host": socket.gethostname(),
-                        "command": " ".join(sys.argv[:3]),
-                        "since": time.time(),
-                    }
-                )
-            )
+            # Reading is much cheaper than rewriting (the daemon locks twice a wave).
+            if not info.exists() or info.read_text() != owner:
+                info.write_text(owner)
         yield
     finally:
         os.close(fd)  # releases the flock

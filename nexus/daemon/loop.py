@@ -65,7 +65,8 @@ class Daemon(Recovery):
                     break
                 self.wake.wait(timeout=self._timeout())
                 self.wake.clear()
-                time.sleep(self.debounce)  # let a burst of file events settle
+                if self.done.empty():  # a finished run needs no settling: apply it now
+                    time.sleep(self.debounce)  # let a burst of file events settle
         finally:
             for a in self.active.values():
                 a.cancel.set()

@@ -32,6 +32,14 @@ class Snapshot:
     digest: str = ""
     _problems: list[dag.Problem] | None = None
     encoded: dict[str, tuple[Task, str]] = field(default_factory=dict)  # see Scan.encoded
+    graph: dag.Graph | None = None  # reverse edges, carried over while no dep changes
+
+    def structure(self) -> dag.Graph:
+        """Who depends on whom and who is whose child (computed on first use: ~25 ms at
+        10,000 tasks, so a batch reuses its snapshot's)."""
+        if self.graph is None:
+            self.graph = dag.graph(self.tasks)
+        return self.graph
 
     @property
     def problems(self) -> list[dag.Problem]:
@@ -141,13 +149,15 @@ class ServiceCore:
     ) -> Snapshot:
         if seeds is not None and not seeds:
             return snap
-        batch = Batch(self.ws, snap.tasks, self.now())
+        batch = Batch(self.ws, snap.tasks, self.now(), snap.structure())
         batch.promote(self.policy(), seeds=seeds)
         if batch.transitions:
             commit = self._commit(batch, journal.summarize(batch.transitions, _titles(batch)))
             report.transitions.extend(batch.transitions)
             report.commits += [commit] if commit else []
-            snap = Snapshot(batch.tasks, snap.broken, snap.warnings, encoded=snap.encoded)
+            snap = Snapshot(
+                batch.tasks, snap.broken, snap.warnings, encoded=snap.encoded, graph=batch.graph
+            )
         self._snap = snap
         return snap
 
@@ -169,12 +179,14 @@ class ServiceCore:
         """
         with self.ws.lock():
             snap = snapshot if snapshot is not None else self._sync_locked()[1]
-            batch = Batch(self.ws, snap.tasks, self.now())
+            batch = Batch(self.ws, snap.tasks, self.now(), snap.structure())
             summary = build(batch, snap)
             _check_graph(batch)
             batch.promote(self.policy())
             self._commit(batch, summary, facts, actor, extra_paths=batch.extra_paths)
-            self._snap = Snapshot(batch.tasks, snap.broken, snap.warnings, encoded=snap.encoded)
+            self._snap = Snapshot(
+                batch.tasks, snap.broken, snap.warnings, encoded=snap.encoded, graph=batch.graph
+            )
             return batch
 
     def _commit(

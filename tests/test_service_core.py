@@ -1,0 +1,63 @@
+"""The service's write path as the daemon drives it: one snapshot carried from change to
+change (with its dependency graph), no rescan in between."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nexus.changes import Batch
+from nexus.service import Service, Snapshot
+from nexus.store import Workspace
+from nexus.task import Status
+
+
+def complete(svc: Service, tid: str) -> Batch:
+    def build(batch: Batch, snap: Snapshot) -> str:
+        batch.move(tid, Status.COMPLETE, "test")
+        return f"complete {tid}"
+
+    return svc.mutate(build, snapshot=svc.current())
+
+
+def test_a_carried_snapshot_promotes_each_dependent_and_reuses_its_graph(workspace: Path) -> None:
+    svc = Service(Workspace(workspace))
+    a = svc.add("A")
+    b = svc.add("B", deps=[a.id])
+    c = svc.add("C", deps=[b.id])
+    svc.sync()
+    graph = svc.current().structure()
+    assert graph.dependents[a.id] == [b.id]
+    complete(svc, a.id)
+    assert svc.current().tasks[b.id].status is Status.READY
+    assert svc.current().graph is graph  # no dep changed: not computed again
+    complete(svc, b.id)
+    assert svc.current().tasks[c.id].status is Status.READY
+    # What the carried snapshot says is what a fresh scan of the files says.
+    fresh = Service(Workspace(workspace)).snapshot()
+    assert {t.id: t.status for t in fresh.tasks.values()} == {
+        t.id: t.status for t in svc.current().tasks.values()
+    }
+
+
+def test_a_dep_edited_on_disk_after_the_snapshot_is_not_promoted_by_a_stale_graph(
+    workspace: Path,
+) -> None:
+    svc = Service(Workspace(workspace))
+    a = svc.add("A")
+    b = svc.add("B", deps=[a.id])
+    other = svc.add("Other")
+    svc.sync()
+    svc.current().structure()
+    # A person makes B wait for Other too; the daemon's snapshot has not seen it yet.
+    path = workspace / b.path
+    path.write_text(path.read_text().replace(f"deps: [{a.id}]", f"deps: [{a.id}, {other.id}]"))
+    assert other.id in path.read_text()
+
+    def build(batch: Batch, snap: Snapshot) -> str:
+        batch.current(b.id)  # the batch reads B's file: its deps changed on disk
+        batch.move(a.id, Status.COMPLETE, "test")
+        return "complete A"
+
+    batch = svc.mutate(build, snapshot=svc.current())
+    assert batch.deps_changed and svc.current().graph is None
+    assert batch.tasks[b.id].status is Status.PENDING  # Other is not complete
