@@ -4,6 +4,9 @@ change (with its dependency graph), no rescan in between."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from nexus.changes import Batch
 from nexus.service import Service, Snapshot
@@ -61,3 +64,36 @@ def test_a_dep_edited_on_disk_after_the_snapshot_is_not_promoted_by_a_stale_grap
     batch = svc.mutate(build, snapshot=svc.current())
     assert batch.deps_changed and svc.current().graph is None
     assert batch.tasks[b.id].status is Status.PENDING  # Other is not complete
+
+
+def test_runs_share_git_status_readings_but_never_one_older_than_asked(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from nexus import runner
+
+    svc = Service(Workspace(workspace))
+    calls: list[float] = []
+    real = runner.dirty_state
+
+    def counted(repo: Any, ws: Any) -> Any:
+        calls.append(time.monotonic())
+        time.sleep(0.05)  # long enough for the other threads to queue behind it
+        return real(repo, ws)
+
+    monkeypatch.setattr(runner, "dirty_state", counted)
+    shared = runner.SharedStatus(svc.repo, svc.ws)
+    wave = time.monotonic()
+    out: list[dict[str, Any]] = []
+    threads = [threading.Thread(target=lambda: out.append(shared.since(wave))) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(out) == 8 and len(calls) <= 2  # one reading, or two when one started late
+    (workspace / "src").mkdir()
+    (workspace / "src" / "changed.txt").write_text("an agent's work\n")
+    after = shared.since(time.monotonic())  # asked after the change: a new reading sees it
+    assert "src/changed.txt" in after and len(calls) >= 2

@@ -153,6 +153,7 @@ class Starting(Finishing):
         self, start: tuple[dispatch.Candidate, ...], roles: Mapping[str, agents.Role]
     ) -> None:
         claimed: list[tuple[dispatch.Candidate, agents.Route, str | None]] = []
+        wave = time.monotonic()  # the runs of this wave share one `git status` before they start
 
         def build(batch: Batch, snap: Snapshot) -> str:
             for cand in start:
@@ -193,7 +194,7 @@ class Starting(Finishing):
         self._emit_transitions(batch)
         for cand, r, session in claimed:
             task = batch.current(cand.task.id)
-            self._start(task, roles.get(task.role or ""), r, session, batch.tasks)
+            self._start(task, roles.get(task.role or ""), r, session, batch.tasks, wave)
 
     def _session_for(self, task: Task, role: agents.Role | None, engine: str) -> str | None:
         if role is not None and role.session == "persistent":
@@ -213,6 +214,7 @@ class Starting(Finishing):
         r: agents.Route,
         session: str | None,
         tasks: Mapping[str, Task],
+        wave: float,
     ) -> None:
         inbox_ids: list[str] = []
         role_names = sorted(self._roles())
@@ -250,7 +252,13 @@ class Starting(Finishing):
 
             try:
                 report = runner.run(
-                    self.ws, self.svc.repo, assignment(), cancel=cancel, on_progress=progress
+                    self.ws,
+                    self.svc.repo,
+                    assignment(),
+                    cancel=cancel,
+                    on_progress=progress,
+                    status=self.status,
+                    wave=wave,
                 )
             except Exception as exc:  # never lose a run: report it as a failure
                 from nexus.engines.base import EngineResult

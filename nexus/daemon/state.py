@@ -60,6 +60,7 @@ class DaemonState:
         self.watcher = Watcher(self.ws.root, self.wake)
         self.active: dict[str, Active] = {}
         self.done: queue.Queue[runner.RunReport] = queue.Queue()
+        self.status = runner.SharedStatus(svc.repo, self.ws)  # git status, shared by runs
         self.paused: dict[str, float] = {}
         self.waiting: dict[str, str] = {}
         self.failed_for_good: set[str] = set()
