@@ -4,6 +4,7 @@ test does can touch the developer's own configuration or spend money."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -77,6 +78,26 @@ def run_nexus(
             f"stderr:\n{proc.stderr}"
         )
     return proc
+
+
+def start_daemon(ws: Path, *args: str) -> subprocess.Popen[str]:
+    """`nexus watch ARGS` in `ws`, its stderr (the console progress) kept for `stop_daemon`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nexus", "watch", *args],
+        cwd=ws,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop_daemon(proc: subprocess.Popen[str], *, check: bool = True) -> str:
+    """SIGTERM, as a person's Ctrl-C; its stderr.  With `check`, it must exit 0."""
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    if check:
+        assert proc.returncode == 0, err
+    return err
 
 
 def git(*args: str, cwd: Path, check: bool = True) -> str:

@@ -4,9 +4,6 @@ the journal's recorded costs reach them, and raising them resumes it."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,7 @@ from nexus.costs import Charge
 from nexus.errors import ConfigError, TaskFileError
 from nexus.task import Size, Status, Task
 from nexus.taskfile import parse as parse_task
-from tests.conftest import git, run_nexus
+from tests.conftest import git, run_nexus, start_daemon, stop_daemon
 from tests.test_daemon import _wait_for, tasks, watch, write_task
 
 # -- the pure decision ----------------------------------------------------------------------
@@ -177,21 +174,6 @@ def set_config(ws: Path, **sections: Any) -> None:
     cfg.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def start_daemon(ws: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "nexus", "watch", "--grace", "0"],
-        cwd=ws,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def stop(daemon: subprocess.Popen[str]) -> str:
-    daemon.send_signal(signal.SIGTERM)
-    return daemon.communicate(timeout=30)[1]
-
-
 def status_budget(ws: Path) -> dict[str, Any]:
     budget: dict[str, Any] = json.loads(run_nexus("status", "--json", cwd=ws).stdout)["budget"]
     return budget
@@ -222,7 +204,7 @@ def test_a_project_budget_pauses_dispatch_and_raising_it_resumes_the_running_dae
     why = json.loads(run_nexus("why", "t3", "--json", cwd=workspace).stdout)
     assert any(reason in r for r in why["reasons"])
 
-    daemon = start_daemon(workspace)
+    daemon = start_daemon(workspace, "--grace", "0")
     try:
         # The running daemon holds them too, and says so in `nexus why` (its own reason).
         _wait_for(lambda: f"ready, waiting: {reason}"
@@ -238,7 +220,7 @@ def test_a_project_budget_pauses_dispatch_and_raising_it_resumes_the_running_dae
         cfg.write_text(good.replace("project_usd: 0.04", "project_usd: 1.5"))
         _wait_for(lambda: {v["status"] for v in tasks(workspace).values()} == {"complete"})
     finally:
-        err = stop(daemon)
+        err = stop_daemon(daemon, check=False)
     assert sorted(ledger(workspace)) == ["t1", "t2", "t3", "t4"]
     assert err.count("paused: budget: project spent") == 1, err
     assert err.count("resumed: budget: project resumed (spent $0.04 of $1.50)") == 1, err
@@ -271,7 +253,7 @@ def test_a_failing_task_stops_retrying_when_its_own_budget_is_spent(workspace: P
 
     bad = run_nexus("edit", "r", "budget_usd=-1", cwd=workspace, check=False)
     assert bad.returncode == 1 and "budget_usd" in bad.stderr and "tasks/r.md" in bad.stderr
-    daemon = start_daemon(workspace)
+    daemon = start_daemon(workspace, "--grace", "0")
     try:
         _wait_for(lambda: "ready, waiting: budget: task r"
                   in run_nexus("why", "r", cwd=workspace).stdout)  # fmt: skip
@@ -279,7 +261,7 @@ def test_a_failing_task_stops_retrying_when_its_own_budget_is_spent(workspace: P
         run_nexus("edit", "r", "budget_usd=0.5", cwd=workspace)
         _wait_for(lambda: tasks(workspace)["r"]["status"] == "complete")
     finally:
-        err = stop(daemon)
+        err = stop_daemon(daemon, check=False)
     assert ledger(workspace).count("r") == 4
     assert err.count("paused: budget: task r") == 1, err
     assert err.count("resumed: budget: task r resumed") == 1, err

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -22,28 +21,11 @@ from nexus.errors import WorkspaceError
 from nexus.service import Service
 from nexus.store import Workspace
 from nexus.task import Status
-from tests.conftest import git, run_nexus
+from tests.conftest import git, run_nexus, start_daemon, stop_daemon
 from tests.test_corpus import wait_for
 from tests.test_daemon import tasks, write_task
 
 NEXUS = [sys.executable, "-m", "nexus"]
-
-
-def start_daemon(ws: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*NEXUS, "watch", "-q", *args],
-        cwd=ws,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def stop_daemon(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == 0, err
-    return err
 
 
 def all_status(ws: Path, ids: list[str], status: str) -> bool:
@@ -114,7 +96,7 @@ def test_an_editor_saving_while_the_daemon_writes_loses_neither_change(workspace
         write_task(workspace, tid, steps=[{"sleep": 0.3}, {"result": f"result of {tid}"}])
     git("add", "-A", cwd=workspace)
     git("commit", "-qm", "tasks", cwd=workspace)
-    daemon = start_daemon(workspace, "--workers", "4")
+    daemon = start_daemon(workspace, "-q", "--workers", "4")
     editor = Editor(workspace, ids)
     editor.start()
     try:
@@ -199,7 +181,7 @@ def test_two_cli_processes_adding_and_completing_at_once_lose_nothing(workspace:
 def test_the_cli_and_the_daemon_at_once(workspace: Path) -> None:
     for i in range(10):
         write_task(workspace, f"d{i}", steps=[{"sleep": 0.1}, {"result": f"d{i} done"}])
-    daemon = start_daemon(workspace, "--workers", "4")
+    daemon = start_daemon(workspace, "-q", "--workers", "4")
     try:
         added = []
         for i in range(15):

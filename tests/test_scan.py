@@ -45,6 +45,8 @@ def test_a_first_scan_in_worker_processes_reads_what_one_process_reads(
     pids = tmp_path / "pids"
     monkeypatch.setenv(PIDS_FILE, str(pids))
     monkeypatch.setattr(store, "PARALLEL_PARSE_MIN", 1)
+    # Earlier tests may leave a thread behind in this process; the workers must still run.
+    monkeypatch.setattr(store.threading, "active_count", lambda: 1)
     monkeypatch.setattr(store, "_parse_chunk", _recording_chunk)
     parallel = scan()
 
