@@ -97,3 +97,33 @@ def test_runs_share_git_status_readings_but_never_one_older_than_asked(
     (workspace / "src" / "changed.txt").write_text("an agent's work\n")
     after = shared.since(time.monotonic())  # asked after the change: a new reading sees it
     assert "src/changed.txt" in after and len(calls) >= 2
+
+
+def test_a_commit_that_failed_is_journaled_before_the_next_change_writes_its_own(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the long crash run with a person running `git gc`: a result commit failed, the
+    daemon's next commit replaced its intent, and the first change's transitions were lost."""
+    from nexus.errors import GitError
+    from tests.conftest import git
+
+    svc = Service(Workspace(workspace))
+    a, b = svc.add("A"), svc.add("B")
+    svc.sync()
+    real = svc.repo.commit_paths
+    failures: list[str] = []
+
+    def fails_once(*args: Any, **kw: Any) -> Any:
+        if not failures:
+            failures.append("once")
+            raise GitError("unable to create temporary file: No such file or directory")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(svc.repo, "commit_paths", fails_once)
+    with pytest.raises(GitError):
+        complete(svc, a.id)
+    complete(svc, b.id)  # the daemon's path: no sync in between
+    journal = git("log", "--format=%B", cwd=workspace)
+    assert f"Nexus-Transition: {a.id} ready -> complete" in journal
+    assert f"Nexus-Transition: {b.id} ready -> complete" in journal
+    assert git("status", "--porcelain", cwd=workspace).strip() == ""

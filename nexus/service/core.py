@@ -208,6 +208,11 @@ class ServiceCore:
             self.ws.inside(folder)  # a folder linked out of the workspace: refused, unwritten
         paths = [self.repo.rel(self.ws.root / p) for p in batch.texts] + list(extra_paths)
         intent = self.ws.runtime / "intent.json"
+        if intent.exists():
+            # An earlier commit failed after writing its files (a git error; `git gc` holding
+            # a temp file): record it first, or this intent would replace it and its
+            # transitions would never reach the journal.
+            self._repair(SyncReport())
         _write_json(intent, {"paths": paths, "message": message})
         clobbered: dict[str, str] = {}
         try:
