@@ -242,6 +242,26 @@ def safe_block(text: str) -> str:
     return "\n".join(lines)
 
 
+def merge_save(base: str, ours: str, theirs: str) -> str | None:
+    """`ours` (nexus's change of `base`) applied on top of `theirs`, a person's save that landed
+    after nexus read `base`; None when they collide: both changed one field to different
+    values, or nexus rewrote the body (not only appended to it) and the person edited it."""
+    try:
+        sb, so, st = frontmatter.split(base), frontmatter.split(ours), frontmatter.split(theirs)
+        b, o, t = frontmatter.load(sb), frontmatter.load(so), frontmatter.load(st)
+    except frontmatter.FrontmatterError:
+        return None
+    missing = object()
+    for key in (o.keys() | b.keys()) - {"updated"}:
+        mine, was, now = o.get(key, missing), b.get(key, missing), t.get(key, missing)
+        if mine != was and now != was and now != mine:
+            return None
+    if not so.body.startswith(sb.body):
+        return None  # nexus rewrote the body (not only appended to it)
+    restored = restore_lost(base, ours, theirs)
+    return restored[0] if restored else theirs
+
+
 def restore_lost(base: str, ours: str, theirs: str) -> tuple[str, list[str]] | None:
     """`theirs` with the changes `base` → `ours` that it lacks, or None when it lacks none.
 

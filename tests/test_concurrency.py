@@ -102,6 +102,11 @@ def test_an_editor_saving_while_the_daemon_writes_loses_neither_change(workspace
     try:
         wait_for(lambda: all_status(workspace, ids, "complete"))
         time.sleep(1.0)  # and a few more saves after the last result
+    except AssertionError:
+        editor.stop.set()
+        snap = Service(Workspace(workspace)).snapshot()
+        states = {tid: str(t.status) for tid, t in snap.tasks.items()}
+        raise AssertionError(f"{states}\n{stop_daemon(daemon, check=False)}") from None
     finally:
         editor.stop.set()
         editor.join()
@@ -232,7 +237,9 @@ def test_a_stale_buffer_saved_over_nexus_s_write_gets_nexus_s_change_back(
     clean_and_whole(workspace)
 
 
-def test_nexus_never_writes_over_a_save_made_after_it_read_the_file(workspace: Path) -> None:
+def test_a_save_made_after_nexus_read_the_file_is_committed_as_the_person_s_then_merged(
+    workspace: Path,
+) -> None:
     svc = Service(Workspace(workspace))
     task = svc.add("Contended")
     path = workspace / task.path
@@ -242,15 +249,99 @@ def test_nexus_never_writes_over_a_save_made_after_it_read_the_file(workspace: P
         path.write_text(path.read_text() + "Saved by a person meanwhile.\n")  # the race
         return "set priority"
 
+    svc.mutate(build)
+    text = path.read_text()
+    assert "priority: high" in text and text.endswith("Saved by a person meanwhile.\n")
+    # Two commits: the person's save as theirs, then nexus's change on top of it.
+    assert git("log", "-2", "--format=%an|%s", cwd=workspace).splitlines() == [
+        "nexus|nexus: set priority",
+        "Pat Person|nexus: 1 file(s) edited by a person",
+    ]
+    assert "priority: high" not in git("show", f"HEAD~1:{task.path}", cwd=workspace)
+    clean_and_whole(workspace)
+
+
+def test_a_save_that_collides_with_nexus_s_change_is_never_written_over(
+    workspace: Path,
+) -> None:
+    svc = Service(Workspace(workspace))
+    task = svc.add("Contended")
+    path = workspace / task.path
+
+    def build(batch: Batch, snap: object) -> str:
+        batch.update(task.id, {"priority": "high"})
+        path.write_text(frontmatter.set_fields(path.read_text(), {"priority": "low"}))
+        return "set priority"
+
     with pytest.raises(WorkspaceError, match="changed on disk while nexus was updating it"):
         svc.mutate(build)
-    assert path.read_text().endswith("Saved by a person meanwhile.\n")
-    assert "priority: high" not in path.read_text()
+    assert "priority: low" in path.read_text()
     svc.sync()  # the save is committed as the person's; nexus's next try sees it
     svc.edit(task.id, {"priority": "high"})
-    text = path.read_text()
-    assert "priority: high" in text and "Saved by a person meanwhile." in text
+    assert "priority: high" in path.read_text()
     clean_and_whole(workspace)
+
+
+def test_a_file_saved_before_every_try_fails_the_change_after_a_few_merges(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = Service(Workspace(workspace))
+    task = svc.add("Contended")
+    path = workspace / task.path
+    checks = 0
+    real = svc._check_unchanged
+
+    def save_then_check(batch: Batch) -> None:
+        nonlocal checks
+        checks += 1
+        path.write_text(path.read_text() + f"save {checks}\n")
+        real(batch)
+
+    monkeypatch.setattr(svc, "_check_unchanged", save_then_check)
+    with pytest.raises(WorkspaceError, match="changed on disk"):
+        svc.edit(task.id, {"priority": "high"})
+    text = path.read_text()
+    assert "priority: high" not in text
+    assert all(f"save {n}\n" in text for n in range(1, checks + 1)) and checks > 2
+
+
+def test_a_save_landing_again_during_the_merge_is_folded_into_nexus_s_commit(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = Service(Workspace(workspace))
+    task = svc.add("Contended")
+    path = workspace / task.path
+    checks = 0
+    real = svc._check_unchanged
+
+    def save_twice(batch: Batch) -> None:
+        nonlocal checks
+        checks += 1
+        if checks <= 2:  # before the first check, and again while the first merge commits
+            path.write_text(path.read_text() + f"save {checks}\n")
+        real(batch)
+
+    monkeypatch.setattr(svc, "_check_unchanged", save_twice)
+    svc.edit(task.id, {"priority": "high"})
+    text = path.read_text()
+    assert "priority: high" in text and "save 1\n" in text and "save 2\n" in text
+    head = git("log", "-1", "--format=%an|%B", cwd=workspace)
+    assert head.startswith("nexus|") and f"holds a person's save of {task.path}" in head
+    assert "save 1" in git("show", f"HEAD~1:{task.path}", cwd=workspace)  # the person's commit
+    clean_and_whole(workspace)
+
+
+def test_merge_save_applies_nexus_s_change_on_a_newer_save_unless_they_collide() -> None:
+    body_edit = BASE.replace("Body.", "Body, edited.")
+    assert taskfile.merge_save(BASE, NEXUS_WROTE, body_edit) == NEXUS_WROTE.replace(
+        "Body.", "Body, edited."
+    )
+    assert taskfile.merge_save(BASE, NEXUS_WROTE, BASE) == NEXUS_WROTE
+    collide = BASE.replace("in_progress", "cancelled")
+    assert taskfile.merge_save(BASE, NEXUS_WROTE, collide) is None
+    rewrote = NEXUS_WROTE.replace("Body.", "Another body.")
+    assert taskfile.merge_save(BASE, rewrote, body_edit) is None
+    assert taskfile.merge_save(BASE, NEXUS_WROTE, "not a task file") is None
 
 
 BASE = "---\ntitle: T\nstatus: in_progress\n---\nBody.\n"

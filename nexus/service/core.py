@@ -8,7 +8,7 @@ import functools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,16 @@ class Snapshot:
         if self._problems is None:
             self._problems = dag.problems(self.tasks)
         return self._problems
+
+
+SAVE_MERGES = 8  # a person's saves merged into one change before it gives up (an editor
+# saving in a loop); a try is a few ms, so a save must land in that window every time
+
+
+class _SavedMeanwhile(WorkspaceError):
+    def __init__(self, message: str, *, fix: str, saved: Mapping[str, str | None]) -> None:
+        super().__init__(message, fix=fix)
+        self.saved = saved
 
 
 @dataclass
@@ -215,19 +225,36 @@ class ServiceCore:
             self._repair(SyncReport())
         _write_json(intent, {"paths": paths, "message": message})
         clobbered: dict[str, str] = {}
-        try:
-            self.ws.write_many(
-                {
-                    self.ws.root / rel: text
-                    for rel, text in batch.texts.items()
-                    if batch.read.get(rel) != text  # unchanged: a person's save may be newer
-                },
-                before_rename=lambda: self._check_unchanged(batch),
-                rename=functools.partial(self._swap_in, batch.read, clobbered),
-            )
-        except WorkspaceError:
-            intent.unlink(missing_ok=True)  # nothing was written: nothing to repair
-            raise
+        folded: set[str] = set()
+        for attempt in range(SAVE_MERGES + 1):
+            try:
+                self.ws.write_many(
+                    {
+                        self.ws.root / rel: text
+                        for rel, text in batch.texts.items()
+                        if batch.read.get(rel) != text  # unchanged: a person's save may be newer
+                    },
+                    before_rename=lambda: self._check_unchanged(batch),
+                    rename=functools.partial(self._swap_in, batch.read, clobbered),
+                )
+                break
+            except _SavedMeanwhile as exc:
+                # The first time, the saves are committed as the person's (a git commit: an
+                # editor saving in a loop lands again meanwhile); after that they are folded
+                # into this commit, which says so, and the next try is milliseconds away.
+                if attempt < SAVE_MERGES and self._merge_saves(batch, exc.saved, attempt == 0):
+                    if attempt:
+                        folded.update(exc.saved)
+                        notes = [f"holds a person's save of {rel} made meanwhile"
+                                 for rel in sorted(folded)]  # fmt: skip
+                        message = journal.message(replace(change, details=notes))
+                        _write_json(intent, {"paths": paths, "message": message})
+                    continue
+                intent.unlink(missing_ok=True)  # nothing was written: nothing to repair
+                raise
+            except WorkspaceError:
+                intent.unlink(missing_ok=True)
+                raise
         self._merge_clobbered(batch, clobbered)
         self.written.extend(batch.texts)
         commit = self.repo.commit_paths(
@@ -273,18 +300,49 @@ class ServiceCore:
 
     def _check_unchanged(self, batch: Batch) -> None:
         """Compare-and-swap: a task file a person saved after this batch read it is never
-        overwritten.  Nothing is written; the caller gets a WorkspaceError (the daemon retries
-        with the file as it is now, so both changes land; docs/lifecycle.md)."""
+        overwritten.  Nothing is written; `_commit` merges the saves and tries again, and
+        when they collide with the batch the caller gets a WorkspaceError (the daemon retries
+        with the file as it is now; docs/lifecycle.md)."""
+        saved: dict[str, str | None] = {}
         for rel, text in batch.read.items():
             try:
                 now = self.ws.read_text(self.ws.root / rel)
             except (OSError, TaskFileError):
                 now = None
             if now != text and batch.texts[rel] != text:
-                raise WorkspaceError(
-                    f"{rel} changed on disk while nexus was updating it; nothing was written",
-                    fix="run the command again (the daemon retries by itself)",
-                )
+                saved[rel] = now
+        if saved:
+            raise _SavedMeanwhile(
+                f"{', '.join(sorted(saved))} changed on disk while nexus was updating it; "
+                "nothing was written",
+                fix="run the command again (the daemon retries by itself)",
+                saved=saved,
+            )
+
+    def _merge_saves(
+        self, batch: Batch, saved: Mapping[str, str | None], commit_theirs: bool
+    ) -> bool:
+        """Saves a person made while the batch was being built: rebase the batch's changes
+        onto them (committing them first as the person's, actor `user`, if `commit_theirs`).
+        False, with nothing changed, when a save collides with the batch (see
+        `taskfile.merge_save`)."""
+        merged: dict[str, str] = {}
+        for rel, theirs in saved.items():
+            if theirs is None or _structure(theirs, rel) != _structure(batch.read[rel], rel):
+                return False  # deleted, broken, or deps changed: the batch's promotions are off
+            done = taskfile.merge_save(batch.read[rel], batch.texts[rel], theirs)
+            if done is None or not _parses(done, rel):
+                return False
+            merged[rel] = done
+        if commit_theirs:
+            self._commit_person_edits(SyncReport())
+        for rel, text in merged.items():
+            batch.read[rel] = saved[rel] or ""
+            batch.texts[rel] = text
+            for tid, task in list(batch.tasks.items()):
+                if task.path == rel:
+                    batch.tasks[tid] = taskfile.parse(text, rel, tid).task
+        return True
 
     def _repair(self, report: SyncReport) -> None:
         intent = self.ws.runtime / "intent.json"
@@ -433,6 +491,15 @@ def _check_graph(batch: Batch) -> None:
 
 def _titles(batch: Batch) -> dict[str, str]:
     return {tid: t.title[:60] for tid, t in batch.tasks.items()}
+
+
+def _structure(text: str, path: str) -> tuple[tuple[str, ...], str | None] | None:
+    """A task file's deps and parent (None when it does not parse)."""
+    try:
+        task = taskfile.parse(text, path, Path(path).stem).task
+    except TaskFileError:
+        return None
+    return tuple(task.deps), task.parent
 
 
 def _parses(text: str, path: str) -> bool:
