@@ -69,6 +69,36 @@ def message(change: Change) -> str:
     return "\n".join(lines) + "\n"
 
 
+def promised(message: str) -> tuple[dict[str, str], list[str]]:
+    """What a commit message says its files hold: each task's status after its last
+    transition, and the ids it creates."""
+    final: dict[str, str] = {}
+    created: list[str] = []
+    for line in message.splitlines():
+        if line.startswith("Nexus-Transition: "):
+            if m := _TRANSITION.match(line[len("Nexus-Transition: ") :]):
+                final[m.group(1)] = m.group(3)
+        elif line.startswith("Nexus-Created: "):
+            created.append(line[len("Nexus-Created: ") :].strip())
+    return final, created
+
+
+def without_tasks(message: str, task_ids: Iterable[str]) -> str:
+    """`message` without the lines and trailers about `task_ids` (for a commit whose files
+    for them were never written: a process killed between its renames)."""
+    ids = set(task_ids)
+    kept = []
+    for line in message.splitlines():
+        head = line.split(":", 1)[0]
+        value = line.partition(": ")[2]
+        if head in ids:
+            continue  # "auth-1: ready -> complete (reason)"
+        if head in ("Nexus-Transition", "Nexus-Created") and value.split(" ", 1)[0] in ids:
+            continue
+        kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
 def summarize(transitions: Sequence[Transition], titles: Mapping[str, str]) -> str:
     """A one-line subject for a set of transitions."""
     if not transitions:

@@ -127,3 +127,46 @@ def test_a_commit_that_failed_is_journaled_before_the_next_change_writes_its_own
     assert f"Nexus-Transition: {a.id} ready -> complete" in journal
     assert f"Nexus-Transition: {b.id} ready -> complete" in journal
     assert git("status", "--porcelain", cwd=workspace).strip() == ""
+
+
+def test_a_change_killed_between_its_renames_journals_only_the_files_it_wrote(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the long crash run: a claim of 8 tasks killed after 5 renames was repaired
+    with all 8 transitions, and the 3 tasks still `ready` on disk were claimed again later."""
+    from tests.conftest import git
+
+    svc = Service(Workspace(workspace))
+    a, b, c = svc.add("A"), svc.add("B"), svc.add("C")
+    svc.sync()
+    renames: list[Path] = []
+    real = svc._swap_in
+
+    def killed_after_one(expected: Any, clobbered: Any, tmp: Path, path: Path) -> None:
+        if renames:
+            raise KeyboardInterrupt  # SIGKILL between two renames, as far as disk goes
+        renames.append(path)
+        real(expected, clobbered, tmp, path)
+
+    monkeypatch.setattr(svc, "_swap_in", killed_after_one)
+
+    def build(batch: Batch, snap: Snapshot) -> str:
+        for tid in (a.id, b.id, c.id):
+            batch.move(tid, Status.COMPLETE, "test")
+        return "complete 3"
+
+    with pytest.raises(KeyboardInterrupt):
+        svc.mutate(build, snapshot=svc.current())
+    monkeypatch.undo()
+    written = renames[0].stem
+    report = Service(Workspace(workspace)).sync()  # what the restarted daemon does first
+    assert report.repaired
+    message = git("log", "-1", "--format=%B", cwd=workspace)
+    assert f"Nexus-Transition: {written} ready -> complete" in message
+    for tid in {a.id, b.id, c.id} - {written}:
+        assert tid not in message, message
+    fresh = Service(Workspace(workspace)).snapshot()
+    done = {t.id for t in fresh.tasks.values() if t.status is Status.COMPLETE}
+    assert done == {written}
+    status = git("status", "--porcelain", cwd=workspace).splitlines()
+    assert [line for line in status if not line.endswith(".tmp")] == []  # the killed temps

@@ -355,6 +355,15 @@ class ServiceCore:
             self.warn(f"ignored an unreadable {intent} (a crash while writing it)")
             intent.unlink(missing_ok=True)
             return
+        unwritten = self._unwritten(paths, message)
+        if unwritten:
+            # Killed between its renames: the files of these tasks still hold what they held
+            # before, so the journal must not say they moved.
+            message = journal.without_tasks(message, unwritten)
+            self.warn(
+                f"an interrupted nexus run had not written {', '.join(sorted(unwritten))}; "
+                "their transitions were left out of the journal"
+            )
         subject, _, rest = message.partition("\n")
         message = f"{subject} (recovered)\n{rest}"
         commit = self.repo.commit_paths(paths, message, private_index=self.ws.runtime / "git-index")
@@ -363,6 +372,25 @@ class ServiceCore:
             report.repaired.extend(paths)
             report.commits.append(commit)
             self.warn(f"committed {len(paths)} file(s) an interrupted nexus run had written")
+
+    def _unwritten(self, paths: Sequence[str], message: str) -> set[str]:
+        """The tasks an intent's message moves or creates whose files do not hold that."""
+        final, created = journal.promised(message)
+        if not final and not created:
+            return set()
+        on_disk: dict[str, str] = {}
+        for rel in paths:
+            path = self.repo.top / rel
+            if not rel.endswith(".md") or not path.is_file():
+                continue
+            try:
+                task = taskfile.parse(self.ws.read_text(path), rel, path.stem).task
+            except (OSError, TaskFileError):
+                continue
+            on_disk[task.id] = str(task.status)
+        return {tid for tid, dst in final.items() if on_disk.get(tid) != dst} | {
+            tid for tid in created if tid not in on_disk
+        }
 
     def _commit_person_edits(self, report: SyncReport) -> None:
         entries = self.repo.status(self._pathspecs)
