@@ -170,3 +170,25 @@ def test_a_change_killed_between_its_renames_journals_only_the_files_it_wrote(
     assert done == {written}
     status = git("status", "--porcelain", cwd=workspace).splitlines()
     assert [line for line in status if not line.endswith(".tmp")] == []  # the killed temps
+
+
+def test_problems_are_kept_for_a_digest_and_found_again_when_a_task_file_changes(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nexus import dag, frontmatter
+
+    svc = Service(Workspace(workspace))
+    a = svc.add("A")
+    path = workspace / a.path
+    path.write_text(frontmatter.set_fields(path.read_text(), {"deps": ["nosuch01"]}))
+    first = Service(Workspace(workspace)).snapshot().problems
+    assert [p.message for p in first] == [f"task {a.id} depends on nosuch01, which does not exist"]
+
+    def never(tasks: Any) -> Any:
+        raise AssertionError("the graph was walked again")
+
+    with monkeypatch.context() as m:
+        m.setattr(dag, "problems", never)
+        assert Service(Workspace(workspace)).snapshot().problems == first  # from the cache
+    path.write_text(frontmatter.set_fields(path.read_text(), {"deps": []}))
+    assert Service(Workspace(workspace)).snapshot().problems == []

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import marshal
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ class Snapshot:
     _problems: list[dag.Problem] | None = None
     encoded: dict[str, tuple[Task, str]] = field(default_factory=dict)  # see Scan.encoded
     graph: dag.Graph | None = None  # reverse edges, carried over while no dep changes
+    problems_file: Path | None = None  # where problems are kept for this digest (see below)
 
     def structure(self) -> dag.Graph:
         """Who depends on whom and who is whose child (computed on first use: ~25 ms at
@@ -45,8 +47,35 @@ class Snapshot:
     def problems(self) -> list[dag.Problem]:
         """Structural problems of the graph (computed on first use: cycles cost a full pass)."""
         if self._problems is None:
-            self._problems = dag.problems(self.tasks)
+            self._problems = self._cached_problems()
+            if self._problems is None:
+                self._problems = dag.problems(self.tasks)
+                self._keep_problems(self._problems)
         return self._problems
+
+    # A scan's digest covers the stat of every task file, and the problems are a function of
+    # the task files alone: kept under that digest, `nexus status` and `validate` skip the
+    # graph walk (~90 ms at 10,000 tasks) while no task file changes.
+
+    def _cached_problems(self) -> list[dag.Problem] | None:
+        if not self.digest or self.problems_file is None:
+            return None
+        try:
+            digest, rows = marshal.loads(self.problems_file.read_bytes())
+            return [dag.Problem(*row) for row in rows] if digest == self.digest else None
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+
+    def _keep_problems(self, problems: list[dag.Problem]) -> None:
+        if not self.digest or self.problems_file is None:
+            return
+        rows = [astuple(p) for p in problems]
+        tmp = self.problems_file.with_name(f".problems.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(marshal.dumps((self.digest, rows)))
+            os.replace(tmp, self.problems_file)
+        except OSError:  # a cache we cannot write only costs speed
+            tmp.unlink(missing_ok=True)
 
 
 SAVE_MERGES = 8  # a person's saves merged into one change before it gives up (an editor
@@ -95,7 +124,12 @@ class ServiceCore:
         """The workspace as it is on disk now."""
         scan = self.ws.scan()
         self._snap = Snapshot(
-            scan.tasks, scan.broken, scan.warnings, scan.digest, encoded=scan.encoded
+            scan.tasks,
+            scan.broken,
+            scan.warnings,
+            scan.digest,
+            encoded=scan.encoded,
+            problems_file=self.ws.runtime / "problems.bin",
         )
         return self._snap
 
