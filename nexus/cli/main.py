@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +122,7 @@ def write_crash_log(argv: list[str]) -> Path:
     path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     report = (
         f"nexus {__version__} on Python {sys.version.split()[0]} ({sys.platform})\n"
-        f"command: nexus {' '.join(redact_argv(argv))}\n\n{traceback.format_exc()}"
+        f"command: nexus {' '.join(redact_argv(argv))}\n\n{_traceback()}"
     )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -133,3 +132,9 @@ def write_crash_log(argv: list[str]) -> Path:
 
 def run() -> Any:
     sys.exit(main())
+
+
+def _traceback() -> str:
+    import traceback  # ~7 ms of imports: only a crash pays for them
+
+    return traceback.format_exc()

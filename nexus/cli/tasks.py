@@ -165,8 +165,6 @@ def add(
 @click.pass_context
 def list_(ctx: click.Context, statuses: tuple[str, ...], role: str | None, as_json: bool) -> None:
     """List tasks."""
-    from nexus.cli.render import task_line
-
     svc, _ = synced(ctx)
     snap = svc.current()
     wanted = set(split_ids(statuses))
@@ -179,6 +177,8 @@ def list_(ctx: click.Context, statuses: tuple[str, ...], role: str | None, as_js
     if as_json:
         emit_json(None, snap, tasks)
         return
+    from nexus.cli.render import task_line
+
     color = sys.stdout.isatty()
     for t in tasks:
         click.echo(task_line(t, color))
