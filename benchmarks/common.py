@@ -99,9 +99,11 @@ def summary(samples: Sequence[float], unit: float = 1000.0) -> str:
 
 
 def drop_caches(root: Path) -> None:
-    """A cold run: nexus's own parse cache removed, and the kernel's page cache dropped when
-    we are allowed to (root on Linux); otherwise only nexus's cache."""
-    (root / ".nexus" / "cache.bin").unlink(missing_ok=True)
+    """A cold run: nexus's own caches removed (as in a fresh clone: the parse cache, the
+    problems kept for a digest, the settled fingerprint), and the kernel's page cache dropped
+    when we are allowed to (root on Linux); otherwise only nexus's caches."""
+    for name in ("cache.bin", "problems.bin", "settled"):
+        (root / ".nexus" / name).unlink(missing_ok=True)
     try:
         os.sync()
         Path("/proc/sys/vm/drop_caches").write_text("3\n")

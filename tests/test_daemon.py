@@ -381,3 +381,24 @@ def test_why_tells_what_a_ready_task_waits_for_while_the_daemon_runs(workspace: 
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=30)
+
+
+def test_progress_events_carry_counts_and_only_when_a_figure_changes(workspace: Path) -> None:
+    """Found at 10,000 ready tasks: every pass wrote a progress event holding the reason each
+    ready task waited (~500 KB a line; 40 MB of events.jsonl in three minutes)."""
+    for i in range(30):
+        write_task(workspace, f"p{i:02d}")
+    assert watch(workspace, "--workers", "2").returncode == 0
+    events = [
+        json.loads(line)
+        for line in (workspace / ".nexus" / "events.jsonl").read_text().splitlines()
+    ]
+    progress = [
+        {k: v for k, v in e.items() if k not in ("time", "task")}
+        for e in events
+        if e["kind"] == "progress"
+    ]
+    assert progress and progress[-1]["done"] == 30 and progress[-1]["total"] == 30
+    assert all(isinstance(p["waiting"], int) for p in progress)
+    assert max(p["waiting"] for p in progress) > 0  # ready tasks waited for a worker
+    assert all(a != b for a, b in zip(progress, progress[1:], strict=False))

@@ -242,18 +242,23 @@ class Daemon(Recovery):
                 os.replace(tmp, path)
 
     def _emit_progress(self) -> None:
+        """A `progress` event when a figure changed.  It carries counts: the reason each ready
+        task waits is in `daemon-state.json` (one entry per task made each event ~500 KB at
+        10,000 ready tasks, written to events.jsonl every pass)."""
         tasks = self.svc.current().tasks
         done = sum(1 for t in tasks.values() if t.status is Status.COMPLETE)
         cost = sum(float(t.cost.get("usd") or 0) for t in tasks.values() if t.cost)
-        self.bus.emit(
-            "progress",
-            done=done,
-            total=len(tasks),
-            running=sorted(self.active),
-            cost_usd=round(cost, 6),
-            waiting=dict(self.waiting),
-            paused_by_budget=sum(1 for w in self.waiting.values() if w.startswith("budget:")),
-        )
+        figures: dict[str, Any] = {
+            "done": done,
+            "total": len(tasks),
+            "running": sorted(self.active),
+            "cost_usd": round(cost, 6),
+            "waiting": len(self.waiting),
+            "paused_by_budget": sum(1 for w in self.waiting.values() if w.startswith("budget:")),
+        }
+        if figures != self._last_progress:
+            self._last_progress = figures
+            self.bus.emit("progress", **figures)
 
 
 def _passing(reason: str) -> bool:

@@ -63,6 +63,7 @@ class DaemonState:
         self.status = runner.SharedStatus(svc.repo, self.ws)  # git status, shared by runs
         self.paused: dict[str, float] = {}
         self.waiting: dict[str, str] = {}
+        self._last_progress: dict[str, Any] | None = None
         self.failed_for_good: set[str] = set()
         self._last_sync = 0.0
         self._role_problems: list[str] = []
