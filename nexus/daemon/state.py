@@ -53,6 +53,7 @@ class DaemonState:
         self.until_idle = until_idle
         self.grace = grace
         self.poll = poll
+        self._sync_cost = 0.0  # seconds the last full sync took (see Daemon._poll_interval)
         self.debounce = debounce
         self.ident = f"daemon@{socket.gethostname()}:{os.getpid()}"
         self.wake = threading.Event()
