@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -401,4 +402,4 @@ def test_progress_events_carry_counts_and_only_when_a_figure_changes(workspace: 
     assert progress and progress[-1]["done"] == 30 and progress[-1]["total"] == 30
     assert all(isinstance(p["waiting"], int) for p in progress)
     assert max(p["waiting"] for p in progress) > 0  # ready tasks waited for a worker
-    assert all(a != b for a, b in zip(progress, progress[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(progress))

@@ -16,7 +16,8 @@ const ACTIONS = [
 const PALETTE = ["#3c4fe0", "#1b9e5a", "#d98a00", "#d64545", "#8e44ad", "#16a2b8", "#7f8c8d"];
 const SVG = "http://www.w3.org/2000/svg";
 
-const state = { tasks: [], byId: new Map(), selected: null, roles: [], pad: null, cost: null };
+const state = { tasks: [], byId: new Map(), selected: null, roles: [], pad: null, cost: null,
+                dragging: false, boardLater: null };
 
 // -- small helpers ----------------------------------------------------------------------------
 
@@ -97,6 +98,9 @@ function renderBudget(budget) {  // a banner while a budget pauses dispatch
 }
 
 function renderBoard(counts) {
+  // A live update while a card is being dragged would replace the card and the columns under
+  // the pointer and lose the drop: it waits until the drag ends.
+  if (state.dragging) { state.boardLater = counts; return; }
   const board = $("board");
   board.replaceChildren();
   for (const status of COLUMNS) {
@@ -125,7 +129,14 @@ function card(t) {
   const li = h("li", { class: "card" + (t.id === state.selected ? " selected" : ""), draggable: "true", "data-id": t.id },
     h("button", { type: "button", onclick: () => showTask(t.id) }, t.title),
     h("span", { class: "meta" }, meta));
-  li.addEventListener("dragstart", (e) => e.dataTransfer.setData("text/plain", t.id));
+  li.addEventListener("dragstart", (e) => {
+    state.dragging = true;
+    e.dataTransfer.setData("text/plain", t.id);
+  });
+  li.addEventListener("dragend", () => {
+    state.dragging = false;
+    if (state.boardLater) { const counts = state.boardLater; state.boardLater = null; renderBoard(counts); }
+  });
   return li;
 }
 
