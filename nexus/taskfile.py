@@ -242,15 +242,25 @@ def safe_block(text: str) -> str:
     return "\n".join(lines)
 
 
+def _three_ways(
+    base: str, ours: str, theirs: str
+) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """The split texts and the loaded fields of a three-way merge; None if one is broken."""
+    try:
+        splits = tuple(frontmatter.split(text) for text in (base, ours, theirs))
+        return splits, tuple(frontmatter.load(sp) for sp in splits)
+    except frontmatter.FrontmatterError:
+        return None
+
+
 def merge_save(base: str, ours: str, theirs: str) -> str | None:
     """`ours` (nexus's change of `base`) applied on top of `theirs`, a person's save that landed
     after nexus read `base`; None when they collide: both changed one field to different
     values, or nexus rewrote the body (not only appended to it) and the person edited it."""
-    try:
-        sb, so, st = frontmatter.split(base), frontmatter.split(ours), frontmatter.split(theirs)
-        b, o, t = frontmatter.load(sb), frontmatter.load(so), frontmatter.load(st)
-    except frontmatter.FrontmatterError:
+    three = _three_ways(base, ours, theirs)
+    if three is None:
         return None
+    (sb, so, _st), (b, o, t) = three
     missing = object()
     for key in (o.keys() | b.keys()) - {"updated"}:
         mine, was, now = o.get(key, missing), b.get(key, missing), t.get(key, missing)
@@ -270,11 +280,10 @@ def restore_lost(base: str, ours: str, theirs: str) -> tuple[str, list[str]] | N
     a section nexus appended to the body is appended again.  A field the save changed to
     something else keeps the person's value.  Returns the merged text and what was restored.
     """
-    try:
-        sb, so, st = frontmatter.split(base), frontmatter.split(ours), frontmatter.split(theirs)
-        b, o, t = frontmatter.load(sb), frontmatter.load(so), frontmatter.load(st)
-    except frontmatter.FrontmatterError:
+    three = _three_ways(base, ours, theirs)
+    if three is None:
         return None
+    (sb, so, st), (b, o, t) = three
     missing = object()
     lost = {
         k: o.get(k, frontmatter.DELETE)

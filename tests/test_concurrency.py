@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -237,18 +238,27 @@ def test_a_stale_buffer_saved_over_nexus_s_write_gets_nexus_s_change_back(
     clean_and_whole(workspace)
 
 
-def test_a_save_made_after_nexus_read_the_file_is_committed_as_the_person_s_then_merged(
-    workspace: Path,
-) -> None:
+def racing_a_save(
+    workspace: Path, save: Callable[[str], str]
+) -> tuple[Service, Path, Callable[[Batch, object], str]]:
+    """A service, a task file, and a change setting its priority while a person saves the file
+    (`save`: what they make of its text) after nexus read it: the race, made certain."""
     svc = Service(Workspace(workspace))
     task = svc.add("Contended")
     path = workspace / task.path
 
     def build(batch: Batch, snap: object) -> str:
         batch.update(task.id, {"priority": "high"})
-        path.write_text(path.read_text() + "Saved by a person meanwhile.\n")  # the race
+        path.write_text(save(path.read_text()))
         return "set priority"
 
+    return svc, path, build
+
+
+def test_a_save_made_after_nexus_read_the_file_is_committed_as_the_person_s_then_merged(
+    workspace: Path,
+) -> None:
+    svc, path, build = racing_a_save(workspace, lambda t: t + "Saved by a person meanwhile.\n")
     svc.mutate(build)
     text = path.read_text()
     assert "priority: high" in text and text.endswith("Saved by a person meanwhile.\n")
@@ -257,29 +267,42 @@ def test_a_save_made_after_nexus_read_the_file_is_committed_as_the_person_s_then
         "nexus|nexus: set priority",
         "Pat Person|nexus: 1 file(s) edited by a person",
     ]
-    assert "priority: high" not in git("show", f"HEAD~1:{task.path}", cwd=workspace)
+    rel = path.relative_to(workspace).as_posix()
+    assert "priority: high" not in git("show", f"HEAD~1:{rel}", cwd=workspace)
     clean_and_whole(workspace)
 
 
 def test_a_save_that_collides_with_nexus_s_change_is_never_written_over(
     workspace: Path,
 ) -> None:
-    svc = Service(Workspace(workspace))
-    task = svc.add("Contended")
-    path = workspace / task.path
-
-    def build(batch: Batch, snap: object) -> str:
-        batch.update(task.id, {"priority": "high"})
-        path.write_text(frontmatter.set_fields(path.read_text(), {"priority": "low"}))
-        return "set priority"
-
+    svc, path, build = racing_a_save(
+        workspace, lambda t: frontmatter.set_fields(t, {"priority": "low"})
+    )
     with pytest.raises(WorkspaceError, match="changed on disk while nexus was updating it"):
         svc.mutate(build)
     assert "priority: low" in path.read_text()
     svc.sync()  # the save is committed as the person's; nexus's next try sees it
-    svc.edit(task.id, {"priority": "high"})
+    svc.edit(path.stem, {"priority": "high"})
     assert "priority: high" in path.read_text()
     clean_and_whole(workspace)
+
+
+def saves_before_checks(
+    svc: Service, path: Path, monkeypatch: pytest.MonkeyPatch, *, limit: int | None
+) -> list[int]:
+    """A person saving `path` (a line "save N") just before each of nexus's last checks, the
+    first `limit` times (None: every time).  The list fills with one entry a check."""
+    checks: list[int] = []
+    real = svc._check_unchanged
+
+    def save_then_check(batch: Batch) -> None:
+        checks.append(len(checks) + 1)
+        if limit is None or len(checks) <= limit:
+            path.write_text(path.read_text() + f"save {len(checks)}\n")
+        real(batch)
+
+    monkeypatch.setattr(svc, "_check_unchanged", save_then_check)
+    return checks
 
 
 def test_a_file_saved_before_every_try_fails_the_change_after_a_few_merges(
@@ -288,21 +311,12 @@ def test_a_file_saved_before_every_try_fails_the_change_after_a_few_merges(
     svc = Service(Workspace(workspace))
     task = svc.add("Contended")
     path = workspace / task.path
-    checks = 0
-    real = svc._check_unchanged
-
-    def save_then_check(batch: Batch) -> None:
-        nonlocal checks
-        checks += 1
-        path.write_text(path.read_text() + f"save {checks}\n")
-        real(batch)
-
-    monkeypatch.setattr(svc, "_check_unchanged", save_then_check)
+    checks = saves_before_checks(svc, path, monkeypatch, limit=None)
     with pytest.raises(WorkspaceError, match="changed on disk"):
         svc.edit(task.id, {"priority": "high"})
     text = path.read_text()
     assert "priority: high" not in text
-    assert all(f"save {n}\n" in text for n in range(1, checks + 1)) and checks > 2
+    assert all(f"save {n}\n" in text for n in range(1, len(checks) + 1)) and len(checks) > 2
 
 
 def test_a_save_landing_again_during_the_merge_is_folded_into_nexus_s_commit(
@@ -311,17 +325,8 @@ def test_a_save_landing_again_during_the_merge_is_folded_into_nexus_s_commit(
     svc = Service(Workspace(workspace))
     task = svc.add("Contended")
     path = workspace / task.path
-    checks = 0
-    real = svc._check_unchanged
-
-    def save_twice(batch: Batch) -> None:
-        nonlocal checks
-        checks += 1
-        if checks <= 2:  # before the first check, and again while the first merge commits
-            path.write_text(path.read_text() + f"save {checks}\n")
-        real(batch)
-
-    monkeypatch.setattr(svc, "_check_unchanged", save_twice)
+    # Saved before the first check, and again while the first merge commits.
+    saves_before_checks(svc, path, monkeypatch, limit=2)
     svc.edit(task.id, {"priority": "high"})
     text = path.read_text()
     assert "priority: high" in text and "save 1\n" in text and "save 2\n" in text
