@@ -152,7 +152,7 @@ def load(sp: Split) -> dict[str, Any]:
     except RecursionError:
         raise _too_deep() from None
     except yaml.MarkedYAMLError as exc:
-        if too_deep(exc):
+        if is_nesting_limit(exc):
             raise _too_deep() from None
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 2 if mark is not None else None  # +1 for 1-based, +1 for '---'
@@ -211,7 +211,7 @@ def check_shape(data: Any, max_values: int = MAX_VALUES) -> None:
             stack.extend((v, depth + 1) for v in items)
 
 
-def too_deep(exc: Exception) -> bool:
+def is_nesting_limit(exc: Exception) -> bool:
     """Whether a YAML error is the C parser's own nesting limit (the libyaml in PyYAML 6.0.4
     stops at 1,000 levels; the pure-Python parser runs out of stack: RecursionError)."""
     return "nesting depth" in str(getattr(exc, "problem", "") or "")

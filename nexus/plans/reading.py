@@ -29,7 +29,7 @@ def load_yaml(text: str) -> Any:
     """YAML through nexus's safe loader (duplicate keys refused); errors name the line."""
     import yaml
 
-    from nexus.frontmatter import FrontmatterError, check_shape, safe_loader, too_deep
+    from nexus.frontmatter import FrontmatterError, check_shape, is_nesting_limit, safe_loader
 
     try:
         data = yaml.load(text, Loader=safe_loader())  # a safe loader subclass
@@ -40,7 +40,7 @@ def load_yaml(text: str) -> Any:
     except RecursionError:
         raise Refused([Problem(None, "yaml", "nested too deeply")]) from None
     except yaml.MarkedYAMLError as exc:
-        if too_deep(exc):
+        if is_nesting_limit(exc):
             raise Refused([Problem(None, "yaml", "nested too deeply")]) from None
         mark = exc.problem_mark or exc.context_mark
         line = f" on line {mark.line + 1}" if mark is not None else ""

@@ -272,11 +272,16 @@ class ServiceCore:
                     rename=functools.partial(self._swap_in, batch.read, clobbered),
                 )
                 break
-            except _SavedMeanwhile as exc:
-                # The first time, the saves are committed as the person's (a git commit: an
-                # editor saving in a loop lands again meanwhile); after that they are folded
-                # into this commit, which says so, and the next try is milliseconds away.
-                if attempt < SAVE_MERGES and self._merge_saves(batch, exc.saved, attempt == 0):
+            except WorkspaceError as exc:
+                # A person's saves meanwhile: the first time they are committed as the
+                # person's (a git commit: an editor saving in a loop lands again meanwhile);
+                # after that they are folded into this commit, which says so, and the next try
+                # is milliseconds away.
+                if (
+                    isinstance(exc, _SavedMeanwhile)
+                    and attempt < SAVE_MERGES
+                    and self._merge_saves(batch, exc.saved, attempt == 0)
+                ):
                     if attempt:
                         folded.update(exc.saved)
                         notes = [f"holds a person's save of {rel} made meanwhile"
@@ -285,9 +290,6 @@ class ServiceCore:
                         _write_json(intent, {"paths": paths, "message": message})
                     continue
                 intent.unlink(missing_ok=True)  # nothing was written: nothing to repair
-                raise
-            except WorkspaceError:
-                intent.unlink(missing_ok=True)
                 raise
         self._merge_clobbered(batch, clobbered)
         self.written.extend(batch.texts)
@@ -322,13 +324,10 @@ class ServiceCore:
             merged: dict[Path, str] = {}
             for rel, theirs in clobbered.items():
                 done = taskfile.restore_lost(batch.read[rel], ours[rel], theirs)
-                if done is None and not _parses(theirs, rel):
+                if done is None and _parsed(theirs, rel) is None:
                     continue  # caught half-written: the editor's write went to the old file
-                batch.texts[rel] = done[0] if done else theirs
+                _put_text(batch, rel, done[0] if done else theirs)
                 merged[self.ws.root / rel] = batch.texts[rel]
-                for tid, task in list(batch.tasks.items()):
-                    if task.path == rel:
-                        batch.tasks[tid] = taskfile.parse(batch.texts[rel], rel, tid).task
             clobbered = {}
             self.ws.write_many(merged, rename=functools.partial(self._swap_in, ours, clobbered))
 
@@ -360,22 +359,20 @@ class ServiceCore:
         onto them (committing them first as the person's, actor `user`, if `commit_theirs`).
         False, with nothing changed, when a save collides with the batch (see
         `taskfile.merge_save`)."""
-        merged: dict[str, str] = {}
+        merged: dict[str, tuple[str, str]] = {}  # rel → (their save, the batch on top of it)
         for rel, theirs in saved.items():
-            if theirs is None or _structure(theirs, rel) != _structure(batch.read[rel], rel):
+            now, was = _parsed(theirs, rel), _parsed(batch.read[rel], rel)
+            if theirs is None or now is None or was is None or _structure(now) != _structure(was):
                 return False  # deleted, broken, or deps changed: the batch's promotions are off
             done = taskfile.merge_save(batch.read[rel], batch.texts[rel], theirs)
-            if done is None or not _parses(done, rel):
+            if done is None or _parsed(done, rel) is None:
                 return False
-            merged[rel] = done
+            merged[rel] = (theirs, done)
         if commit_theirs:
             self._commit_person_edits(SyncReport())
-        for rel, text in merged.items():
-            batch.read[rel] = saved[rel] or ""
-            batch.texts[rel] = text
-            for tid, task in list(batch.tasks.items()):
-                if task.path == rel:
-                    batch.tasks[tid] = taskfile.parse(text, rel, tid).task
+        for rel, (theirs, done) in merged.items():
+            batch.read[rel] = theirs
+            _put_text(batch, rel, done)
         return True
 
     def _repair(self, report: SyncReport) -> None:
@@ -555,21 +552,27 @@ def _titles(batch: Batch) -> dict[str, str]:
     return {tid: t.title[:60] for tid, t in batch.tasks.items()}
 
 
-def _structure(text: str, path: str) -> tuple[tuple[str, ...], str | None] | None:
-    """A task file's deps and parent (None when it does not parse)."""
+def _parsed(text: str | None, path: str) -> Task | None:
+    """The task a file's text holds, or None when it is missing or does not parse."""
+    if text is None:
+        return None
     try:
-        task = taskfile.parse(text, path, Path(path).stem).task
+        return taskfile.parse(text, path, Path(path).stem).task
     except TaskFileError:
         return None
+
+
+def _structure(task: Task) -> tuple[tuple[str, ...], str | None]:
+    """What a batch's promotions were computed from: a task's deps and parent."""
     return tuple(task.deps), task.parent
 
 
-def _parses(text: str, path: str) -> bool:
-    try:
-        taskfile.parse(text, path, Path(path).stem)
-    except TaskFileError:
-        return False
-    return True
+def _put_text(batch: Batch, path: str, text: str) -> None:
+    """Give a batch a new text for `path`, and the tasks it holds their new values."""
+    batch.texts[path] = text
+    for tid, task in list(batch.tasks.items()):
+        if task.path == path:
+            batch.tasks[tid] = taskfile.parse(text, path, tid).task
 
 
 def _read(path: Path) -> str | None:
