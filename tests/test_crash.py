@@ -283,12 +283,23 @@ def test_sigterm_while_ready_tasks_wait_for_a_worker_exits_0(workspace: Path) ->
         (workspace / "tasks" / f"{tid}.md").write_text(
             f"---\nid: {tid}\ntitle: {tid}\nengine: script\nscript: [{{sleep: 0.5}}]\n---\n"
         )
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "nexus", "watch", "-q", "--workers", "1"], cwd=workspace
-    )
+    err = workspace.parent / "daemon.err"
+    with err.open("w") as sink:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "nexus", "watch", "-q", "--workers", "1"],
+            cwd=workspace,
+            stderr=sink,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        )
     _wait(lambda: '"waiting_for_a_worker": 2' in _state(workspace))
     daemon.send_signal(signal.SIGTERM)
-    assert daemon.wait(timeout=30) == 0
+    try:
+        code = daemon.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # seen once in a full run: say where every thread was
+        daemon.send_signal(signal.SIGABRT)  # faulthandler prints each thread's stack
+        daemon.wait(timeout=30)
+        raise AssertionError(f"no exit 30 s after SIGTERM:\n{err.read_text()[-6000:]}") from None
+    assert code == 0, err.read_text()
 
 
 def _state(ws: Path) -> str:
