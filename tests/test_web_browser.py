@@ -85,6 +85,9 @@ def page(browser: Any, demo: dict[str, Any]) -> Iterator[Any]:
         tab.goto(url)
         tab.locator("#live.on").wait_for()  # the live feed is connected
         tab.locator(".card").first.wait_for()
+        # The feed's first event reloads every panel: let those loads land before a test acts
+        # (a board re-drawn under a drag lost the drop, now and then, in full runs).
+        tab.wait_for_load_state("networkidle")
         yield tab
         tab.close()
         assert errors == [], errors
