@@ -28,6 +28,7 @@ from typing import Any
 
 from benchmarks import backlog, daemon, floor, report
 from benchmarks.common import build_workspace, git, nexus_argv, objects_size, time_command
+from nexus.cli import warm
 
 
 def log(message: str) -> None:
@@ -85,6 +86,52 @@ def measure_nexus(rec: report.Record, root: Path, n: int, runs: int) -> list[flo
     rec.add("state_change", n, "floor", commits)
     rec.add("growth_before_gc", n, "floor", [growth])
     return commits
+
+
+def measure_warm(rec: report.Record, root: Path, n: int, runs: int) -> None:
+    """list, status, state change and create one again while `nexus watch` runs: served by
+    its warm process (nexus/cli/warm.py).  The daemon reacts to each change as it would to a
+    person's; a pause between commands lets it finish, as a person's typing would."""
+    env = {**os.environ, "NEXUS_WARM": "require"}
+    watch = subprocess.Popen(
+        nexus_argv("watch", "-q"),
+        cwd=root,
+        env={**os.environ, "PATH": path_without_claude()},  # agents must not really run
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def pause() -> None:
+        time.sleep(0.3)
+
+    try:
+        socket = warm.socket_path(str(root))
+        deadline = time.monotonic() + 120
+        while not os.path.exists(socket):
+            if time.monotonic() > deadline or watch.poll() is not None:
+                raise RuntimeError(f"`nexus watch` started no warm server in {root}")
+            time.sleep(0.05)
+        time.sleep(2.0)  # its first sync
+        for cmd in ("list", "status"):
+            argv = nexus_argv(cmd, "--json")
+            time_command(argv, root, 1, env=env)
+            rec.add(cmd, n, "warm", time_command(argv, root, runs, pause, env))
+        changes = [t["id"] for t in listed(root, "ready")][: max(runs, 1 if runs == 1 else 10)]
+        times = [time_command(nexus_argv("complete", t), root, 1, pause, env)[0] for t in changes]
+        rec.add("state_change", n, "warm", times)
+        creates = [
+            time_command(nexus_argv("add", f"Served task {k}"), root, 1, pause, env)[0]
+            for k in range(runs)
+        ]
+        rec.add("create_one", n, "warm", creates)
+    finally:
+        watch.terminate()
+        watch.wait(timeout=60)
+
+
+def path_without_claude() -> str:
+    folders = os.environ.get("PATH", "").split(os.pathsep)
+    return os.pathsep.join(f for f in folders if not os.path.exists(os.path.join(f, "claude")))
 
 
 def measure_daemon(rec: report.Record, root: Path, n: int, runs: int, commits: list[float]) -> None:
@@ -201,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             build_workspace(root, n)
             log(f"{n} tasks: list, status, state change, create one, floors")
             commits = measure_nexus(rec, root, n, args.runs)
+            log(f"{n} tasks: the same, served by `nexus watch`")
+            measure_warm(rec, root, n, args.runs)
             log(f"{n} tasks: daemon (editor save, overhead, memory)")
             measure_daemon(rec, root, n, args.runs, commits)
             if binary is not None:

@@ -12,8 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SYSTEMS = ("nexus", "backlog", "floor")
-NAMES = {"nexus": "nexus", "backlog": "Backlog.md", "floor": "floor"}
+SYSTEMS = ("nexus", "warm", "backlog", "floor")
+NAMES = {
+    "nexus": "nexus",
+    "warm": "nexus, watch running",  # commands served by `nexus watch`'s warm process
+    "backlog": "Backlog.md",
+    "floor": "floor",
+}
 
 
 @dataclass(frozen=True)
@@ -106,8 +111,8 @@ def cell(rec: Record, op: Op, size: int, system: str) -> str:
     return text
 
 
-def ratio(rec: Record, op: str, size: int, other: str) -> str:
-    mine, theirs = rec.median(op, size, "nexus"), rec.median(op, size, other)
+def ratio(rec: Record, op: str, size: int, other: str, mine_: str = "nexus") -> str:
+    mine, theirs = rec.median(op, size, mine_), rec.median(op, size, other)
     if mine is None or not theirs:
         return "–"
     return f"{mine / theirs:.2f}"
@@ -123,19 +128,22 @@ def label(op: Op, meta: dict[str, Any]) -> str:
 def markdown(rec: Record) -> str:
     sizes = rec.meta["sizes"]
     lines = [
-        "| operation | tasks | nexus | Backlog.md | floor | nexus / Backlog.md | nexus / floor |",
-        "|---|---|---|---|---|---|---|",
+        "| operation | tasks | nexus | nexus, watch running | Backlog.md | floor "
+        "| nexus / Backlog.md | watch running / Backlog.md | nexus / floor |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for op in OPS:
         name = label(op, rec.meta)
         for size in sizes:
             if str(size) not in rec.ops[op.key]:
                 continue
-            lines.append(
-                f"| {name} | {size:,} | {cell(rec, op, size, 'nexus')} | "
-                f"{cell(rec, op, size, 'backlog')} | {cell(rec, op, size, 'floor')} | "
-                f"{ratio(rec, op.key, size, 'backlog')} | {ratio(rec, op.key, size, 'floor')} |"
-            )
+            cells = [cell(rec, op, size, system) for system in SYSTEMS]
+            ratios = [
+                ratio(rec, op.key, size, "backlog"),
+                ratio(rec, op.key, size, "backlog", "warm"),
+                ratio(rec, op.key, size, "floor"),
+            ]
+            lines.append(f"| {name} | {size:,} | {' | '.join(cells + ratios)} |")
             name = "″"
     return "\n".join(lines)
 
@@ -171,7 +179,12 @@ def plot(rec: Record, out: Path, prefix: str = "bench") -> list[Path]:
         f"{prefix}_times.png": [op for op in OPS if op.unit == "s"],
         f"{prefix}_space.png": [op for op in OPS if op.unit != "s"],
     }
-    styles = {"nexus": ("o-", "C0"), "backlog": ("s--", "C3"), "floor": ("^:", "C7")}
+    styles = {
+        "nexus": ("o-", "C0"),
+        "warm": ("D-", "C2"),
+        "backlog": ("s--", "C3"),
+        "floor": ("^:", "C7"),
+    }
     scale = {"s": 1000.0, "bytes": 1 / 1024, "MB": 1.0}
     ylabel = {"s": "ms", "bytes": "KB", "MB": "MB"}
     written = []

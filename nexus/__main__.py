@@ -1,3 +1,3 @@
-from nexus.cli.main import run
+from nexus.cli.warm import run
 
 run()

@@ -15,8 +15,9 @@ import yaml
 from nexus import journal
 from nexus.errors import WorkspaceError
 from nexus.gitrepo import Repo
+from nexus.locate import CONFIG_FILE
 from nexus.resources import template_dir
-from nexus.store import CONFIG_FILE, Workspace
+from nexus.store import Workspace
 
 
 def _scalar(value: str) -> str:

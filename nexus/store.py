@@ -37,10 +37,9 @@ from nexus import taskfile
 from nexus.config import Config
 from nexus.config import load as load_config
 from nexus.errors import TaskFileError, WorkspaceError
+from nexus.locate import CONFIG_FILE, RUNTIME, nearest_workspace
 from nexus.task import ID_ALPHABET, Task
 
-CONFIG_FILE = "nexus.yaml"
-RUNTIME = ".nexus"
 OWNED = ("nexus.yaml", "tasks", "agents", "scratchpads", "plans", "prompts", ".gitignore")
 """Paths (relative to the workspace) that nexus commits; nothing else is ever swept in."""
 CACHE_VERSION = (6, taskfile.ROW_FIELDS)  # a new Task field invalidates old caches
@@ -79,9 +78,8 @@ class Workspace:
                 )
             return cls(root)
         here = Path.cwd().resolve()
-        for folder in (here, *here.parents):
-            if (folder / CONFIG_FILE).is_file():
-                return cls(folder)
+        if (found := nearest_workspace(str(here))) is not None:
+            return cls(Path(found))
         raise WorkspaceError(
             f"no nexus workspace here ({here} and its parents have no {CONFIG_FILE})",
             fix="run `nexus init DIR`, cd into a workspace, or pass --workspace DIR",

@@ -67,8 +67,10 @@ def test_report_ratios_table_and_flags() -> None:
     rec.add("list", 1000, "nexus", [4.0])
     rec.add("list", 1000, "floor", [1.0])
     table = report.markdown(rec)
-    assert "| list all tasks (`list --json`) | 100 | 200 ms (100 ms–300 ms) | 800 ms |" in table
-    assert "| 0.25 | – |" in table
+    assert "| list all tasks (`list --json`) | 100 | 200 ms (100 ms–300 ms) | – | 800 ms |" in table
+    assert "| 0.25 | – | – |" in table
+    rec.add("list", 100, "warm", [0.04])
+    assert "| 0.25 | 0.05 | – |" in report.markdown(rec)
     found = report.flags(rec)
     assert any(f.startswith("list: grows as n^1.30") for f in found)
     assert "list: 4.00× its floor at 1000 tasks" in found
@@ -102,6 +104,8 @@ def test_quick_mode_measures_every_operation_and_draws_plots(tmp_path: Path) -> 
         assert figure["median"] > 0, op.key
         if op.floor:
             assert data["ops"][op.key]["100"]["floor"]["median"] > 0, op.key
+    for op in ("list", "status", "create_one", "state_change"):  # also served by `nexus watch`
+        assert data["ops"][op]["100"]["warm"]["median"] > 0, op
     for png in ("bench_times.png", "bench_space.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG"), png
     assert "| list all tasks (`list --json`) | 100 |" in stdout

@@ -211,9 +211,10 @@ def quickstart(
     import re
 
     from nexus.errors import NexusError
+    from nexus.locate import CONFIG_FILE
     from nexus.scaffold import init
     from nexus.service import Service, status_counts
-    from nexus.store import CONFIG_FILE, Workspace
+    from nexus.store import Workspace
 
     goal = " ".join(prompt.split())
     if not goal:

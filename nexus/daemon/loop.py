@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from nexus import promote
+from nexus.cli import warm
 from nexus.daemon.recovery import Recovery
 from nexus.errors import NexusError, WorkspaceError
 from nexus.store import try_lock
@@ -39,6 +40,12 @@ class Daemon(Recovery):
         )
         previous = self._install_signals()
         self.bus.emit("daemon", state="started", workers=self.workers, pid=os.getpid())
+        # A daemon that stays up also serves `nexus` commands from a warm process (cli/warm.py).
+        server = (
+            warm.start(str(self.ws.root))
+            if warm.enabled(os.environ) and not self.until_idle
+            else None
+        )
         try:
             self.watcher.start()
             recovered = False
@@ -75,6 +82,8 @@ class Daemon(Recovery):
             self._drain_results()
             self.watcher.stop()
             self._restore_signals(previous)
+            if server is not None:
+                warm.stop(server)
             owner.unlink(missing_ok=True)
             (self.ws.runtime / "daemon-state.json").unlink(missing_ok=True)
             os.close(fd)

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from nexus.errors import NexusError, ValidationError, WorkspaceError
+from nexus.locate import CONFIG_FILE
 from nexus.service import Service, status_counts
-from nexus.store import CONFIG_FILE, Workspace
+from nexus.store import Workspace
 from nexus.task import id_problem
 
 NO_PROJECT_FIX = (

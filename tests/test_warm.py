@@ -1,0 +1,241 @@
+"""The warm command server (nexus/cli/warm.py): while `nexus watch` runs, `nexus` commands are
+run by a process forked from a warm one, and behave exactly as when run cold."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nexus.cli import warm
+from tests.conftest import git, run_nexus, start_daemon, stop_daemon
+
+WARM = {"NEXUS_WARM": "require"}
+COLD = {"NEXUS_WARM": "0"}
+
+
+def wait_for_server(ws: Path, timeout: float = 30.0) -> str:
+    path = warm.socket_path(str(ws))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return path
+        time.sleep(0.05)
+    raise AssertionError(f"no warm server socket at {path} after {timeout} s")
+
+
+@pytest.fixture
+def watched(workspace: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    daemon = start_daemon(workspace, "-q")
+    try:
+        wait_for_server(workspace)
+        yield workspace, daemon
+    finally:
+        if daemon.poll() is None:
+            stop_daemon(daemon, check=False)  # 1 when tasks wait for an engine this test lacks
+
+
+def test_commands_run_by_the_warm_server_print_and_commit_as_cold_ones(
+    watched: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    ws, _ = watched
+    added = json.loads(run_nexus("add", "Served task", "--json", cwd=ws, env=WARM).stdout)
+    assert (ws / added["path"]).is_file()
+    assert f"nexus: add {added['id']} (Served task)" in git("log", "-1", "--format=%s", cwd=ws)
+    for argv in (("list", "--json"), ("show", added["id"]), ("status", "--json")):
+        served = run_nexus(*argv, cwd=ws, env=WARM)
+        cold = run_nexus(*argv, cwd=ws, env=COLD)
+        assert served.stdout == cold.stdout
+    served = run_nexus("complete", added["id"], cwd=ws, env=WARM)
+    assert json.loads(run_nexus("show", added["id"], "--json", cwd=ws).stdout)["status"] == (
+        "complete"
+    )
+    assert served.returncode == 0
+
+
+def test_a_served_command_fails_with_the_cold_message_and_exit_code(
+    watched: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    ws, _ = watched
+    served = run_nexus("show", "nosuchid", cwd=ws, env=WARM, check=False)
+    cold = run_nexus("show", "nosuchid", cwd=ws, env=COLD, check=False)
+    assert served.returncode == cold.returncode == 1
+    assert served.stderr == cold.stderr
+    assert "no task 'nosuchid'" in served.stderr
+    usage = run_nexus("add", cwd=ws, env=WARM, check=False)  # missing TITLE: a usage error
+    assert usage.returncode == 2
+    assert "Missing argument 'TITLE'" in usage.stderr
+
+
+def test_a_served_command_gets_the_clients_folder_environment_and_stdin(
+    watched: tuple[Path, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    ws, _ = watched
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # Outside the workspace, it is found only through the client's NEXUS_WORKSPACE.
+    added = run_nexus(
+        "add", "From elsewhere", cwd=elsewhere, env={**WARM, "NEXUS_WORKSPACE": str(ws)}
+    )
+    tid = added.stdout.strip()
+    # In a subfolder, found by walking up from the client's folder.
+    (ws / "tasks" / "deep").mkdir(parents=True)
+    shown = run_nexus("show", tid, "--json", cwd=ws / "tasks" / "deep", env=WARM)
+    assert json.loads(shown.stdout)["title"] == "From elsewhere"
+    # The message comes from the client's stdin.
+    run_nexus("send", "alpha", "beta", "-", cwd=ws, env=WARM, input="hello over stdin\n")
+    pad = (ws / "scratchpads" / "alpha_to_beta.md").read_text()
+    assert "hello over stdin" in pad
+
+
+def test_ctrl_c_reaches_the_served_command(
+    watched: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    ws, _ = watched
+    client = subprocess.Popen(
+        [sys.executable, "-m", "nexus", "send", "alpha", "beta", "-"],
+        cwd=ws,
+        env={**os.environ, **WARM},
+        stdin=subprocess.PIPE,  # kept open: the served command waits for its message
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # let it connect and start reading
+    assert client.poll() is None
+    client.send_signal(signal.SIGINT)
+    _, err = client.communicate(timeout=20)
+    assert client.returncode == 130, err
+    assert not (ws / "scratchpads" / "alpha_to_beta.md").exists()
+
+
+def test_without_a_server_commands_run_cold_or_fail_clearly_when_required(
+    workspace: Path,
+) -> None:
+    assert run_nexus("add", "Cold task", cwd=workspace).returncode == 0
+    required = run_nexus("add", "Never", cwd=workspace, env=WARM, check=False)
+    assert required.returncode == 1
+    assert "no warm server for" in required.stderr
+    assert "is `nexus watch` running?" in required.stderr
+    tasks = json.loads(run_nexus("list", "--json", cwd=workspace).stdout)
+    assert [t["title"] for t in tasks] == ["Cold task"]
+    # Commands that are never served say so when a server is required.
+    watch = run_nexus("watch", "--until-idle", cwd=workspace, env=WARM, check=False)
+    assert "`nexus watch` is not served warm" in watch.stderr
+
+
+def test_the_server_goes_with_its_daemon_even_when_the_daemon_is_killed(
+    workspace: Path,
+) -> None:
+    daemon = start_daemon(workspace, "-q")
+    path = wait_for_server(workspace)
+    daemon.kill()
+    daemon.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(path), "the warm server outlived its daemon"
+    assert run_nexus("add", "After the kill", cwd=workspace).returncode == 0  # cold again
+    # A clean stop removes it too.
+    daemon = start_daemon(workspace, "-q")
+    wait_for_server(workspace)
+    stop_daemon(daemon, check=False)
+    assert not os.path.exists(path)
+
+
+def test_nexus_warm_0_keeps_watch_from_starting_a_server(workspace: Path) -> None:
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "nexus", "watch", "-q"],
+        cwd=workspace,
+        env={**os.environ, **COLD},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        run_nexus("add", "Marker", cwd=workspace)  # the daemon is up and working by now
+        time.sleep(1.0)
+        assert not os.path.exists(warm.socket_path(str(workspace)))
+    finally:
+        stop_daemon(daemon, check=False)
+
+
+def test_a_client_that_gives_up_before_go_runs_nothing_and_garbage_is_ignored(
+    watched: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    ws, _ = watched
+    path = warm.socket_path(str(ws))
+    with socket.socket(socket.AF_UNIX) as junk:  # not a request at all
+        junk.connect(path)
+        junk.sendall(b"\x00\x00\x00\x05hello")
+    with socket.socket(socket.AF_UNIX) as quitter, open(os.devnull, "rb+") as null:
+        quitter.connect(path)
+        request = {
+            "argv": ["add", "Must never exist"],
+            "cwd": str(ws),
+            "env": dict(os.environ),
+            "umask": 0o022,
+            "streams": [(None, None)] * 3,
+            "install": warm._install(),
+        }
+        socket.send_fds(quitter, [warm._frame(request)], [null.fileno()] * 3)
+        assert "pid" in warm._receive(quitter)
+        # ...and the client closes without "go"
+    time.sleep(0.5)
+    run_nexus("add", "After the quitter", cwd=ws, env=WARM)
+    titles = [t["title"] for t in json.loads(run_nexus("list", "--json", cwd=ws).stdout)]
+    assert titles == ["After the quitter"]
+
+
+def test_a_workspace_too_deep_for_a_unix_socket_path_is_served_from_the_temp_folder(
+    tmp_path: Path,
+) -> None:
+    from nexus.scaffold import init
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    ws = init(deep / "proj", goal="deep").root
+    path = warm.socket_path(str(ws))
+    assert not path.startswith(str(ws))
+    daemon = start_daemon(ws, "-q")
+    try:
+        wait_for_server(ws)
+        assert run_nexus("add", "Deep task", cwd=ws, env=WARM).returncode == 0
+        assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o700"
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    finally:
+        stop_daemon(daemon, check=False)
+
+
+def test_a_server_declines_another_installation_or_changed_code(workspace: Path) -> None:
+    server = warm.Server(str(workspace), os.getpid())
+    assert server._decline({"install": warm._install()}) is None
+    assert "another nexus installation" in str(
+        server._decline({"install": ("/elsewhere", "/elsewhere/nexus")})
+    )
+    server.stamp = (0, 0)  # as if nexus changed on disk after the server started
+    assert "restart it" in str(server._decline({"install": warm._install()}))
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["list", "--json"], ("list", None)),
+        (["--workspace", "/w", "add", "x"], ("add", "/w")),
+        (["--workspace=/w", "status"], ("status", "/w")),
+        (["--help"], (None, None)),
+        (["--version"], (None, None)),
+        ([], (None, None)),
+    ],
+)
+def test_the_client_reads_the_command_and_workspace_from_argv(
+    argv: list[str], expected: tuple[str | None, str | None]
+) -> None:
+    assert warm._command_line(argv) == expected
