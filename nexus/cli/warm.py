@@ -360,6 +360,14 @@ class Child:
         with contextlib.suppress(OSError):  # a closed pipe: the client is gone
             sys.stdout.flush()
             sys.stderr.flush()
+        # Let go of the client's stdin/stdout/stderr before saying the code: a caller reading
+        # them to the end (a pipe, `$(nexus ...)`) must not wait for this interpreter's
+        # teardown (~20-30 ms), which happens after the client has gone.
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        with contextlib.suppress(OSError):
             self.conn.sendall(_frame({"exit": code}))
         return code
 
@@ -374,6 +382,11 @@ class Child:
             os.close(fd)
         os.environ.clear()
         os.environ.update(self.request["env"])
+        import tempfile
+        import time
+
+        time.tzset()  # the client's TZ, not the server's
+        tempfile.tempdir = None  # the client's TMPDIR
         os.chdir(self.request["cwd"])
         os.umask(int(self.request["umask"]))
         sys.argv = ["nexus", *self.request["argv"]]
