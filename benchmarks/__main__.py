@@ -88,10 +88,11 @@ def measure_nexus(rec: report.Record, root: Path, n: int, runs: int) -> list[flo
     return commits
 
 
-def measure_warm(rec: report.Record, root: Path, n: int, runs: int) -> None:
-    """list, status, state change and create one again while `nexus watch` runs: served by
-    its warm process (nexus/cli/warm.py).  The daemon reacts to each change as it would to a
-    person's; a pause between commands lets it finish, as a person's typing would."""
+def measure_warm(rec: report.Record, root: Path, n: int, runs: int, k: int, loop: int) -> None:
+    """list, status, state change, create one and the CLI loop again while `nexus watch` runs:
+    served by its warm process (nexus/cli/warm.py).  The daemon reacts to each change as it
+    would to a person's; a pause between single commands lets it finish, as a person's typing
+    would (the loop has none)."""
     env = {**os.environ, "NEXUS_WARM": "require"}
     watch = subprocess.Popen(
         nexus_argv("watch", "-q"),
@@ -124,6 +125,11 @@ def measure_warm(rec: report.Record, root: Path, n: int, runs: int) -> None:
             for k in range(runs)
         ]
         rec.add("create_one", n, "warm", creates)
+        t = time.perf_counter()
+        for i in range(loop):  # a script's loop: no pauses
+            subprocess.run(nexus_argv("add", f"Served loop {i}"), cwd=root, env=env, check=True,
+                           capture_output=True)  # fmt: skip
+        rec.add("create_many_cli", n, "warm", [(time.perf_counter() - t) * k / loop])
     finally:
         watch.terminate()
         watch.wait(timeout=60)
@@ -249,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{n} tasks: list, status, state change, create one, floors")
             commits = measure_nexus(rec, root, n, args.runs)
             log(f"{n} tasks: the same, served by `nexus watch`")
-            measure_warm(rec, root, n, args.runs)
+            measure_warm(rec, root, n, args.runs, args.many, args.loop)
             log(f"{n} tasks: daemon (editor save, overhead, memory)")
             measure_daemon(rec, root, n, args.runs, commits)
             if binary is not None:

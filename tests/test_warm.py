@@ -32,6 +32,25 @@ def wait_for_server(ws: Path, timeout: float = 30.0) -> str:
     raise AssertionError(f"no warm server socket at {path} after {timeout} s")
 
 
+def spawn(
+    cwd: Path,
+    env: dict[str, str],
+    *args: str,
+    stdin: int | None = None,
+    stdout: int = subprocess.PIPE,
+) -> subprocess.Popen[str]:
+    """`nexus ARGS` started in the background; stdout (unless given) and stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nexus", *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdin=stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.fixture
 def watched(workspace: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     daemon = start_daemon(workspace, "-q")
@@ -100,15 +119,8 @@ def test_ctrl_c_reaches_the_served_command(
     watched: tuple[Path, subprocess.Popen[str]],
 ) -> None:
     ws, _ = watched
-    client = subprocess.Popen(
-        [sys.executable, "-m", "nexus", "send", "alpha", "beta", "-"],
-        cwd=ws,
-        env={**os.environ, **WARM},
-        stdin=subprocess.PIPE,  # kept open: the served command waits for its message
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # stdin kept open: the served command waits for its message.
+    client = spawn(ws, WARM, "send", "alpha", "beta", "-", stdin=subprocess.PIPE)
     time.sleep(1.0)  # let it connect and start reading
     assert client.poll() is None
     client.send_signal(signal.SIGINT)
@@ -152,14 +164,7 @@ def test_the_server_goes_with_its_daemon_even_when_the_daemon_is_killed(
 
 
 def test_nexus_warm_0_keeps_watch_from_starting_a_server(workspace: Path) -> None:
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "nexus", "watch", "-q"],
-        cwd=workspace,
-        env={**os.environ, **COLD},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = spawn(workspace, COLD, "watch", "-q", stdout=subprocess.DEVNULL)
     try:
         run_nexus("add", "Marker", cwd=workspace)  # the daemon is up and working by now
         time.sleep(1.0)
@@ -176,7 +181,7 @@ def test_a_client_that_gives_up_before_go_runs_nothing_and_garbage_is_ignored(
     with socket.socket(socket.AF_UNIX) as junk:  # not a request at all
         junk.connect(path)
         junk.sendall(b"\x00\x00\x00\x05hello")
-    with socket.socket(socket.AF_UNIX) as quitter, open(os.devnull, "rb+") as null:
+    with socket.socket(socket.AF_UNIX) as quitter:
         quitter.connect(path)
         request = {
             "argv": ["add", "Must never exist"],
@@ -186,7 +191,7 @@ def test_a_client_that_gives_up_before_go_runs_nothing_and_garbage_is_ignored(
             "streams": [(None, None)] * 3,
             "install": warm._install(),
         }
-        socket.send_fds(quitter, [warm._frame(request)], [null.fileno()] * 3)
+        quitter.sendall(warm._frame(request))
         assert "pid" in warm._receive(quitter)
         # ...and the client closes without "go"
     time.sleep(0.5)
@@ -239,3 +244,105 @@ def test_the_client_reads_the_command_and_workspace_from_argv(
     argv: list[str], expected: tuple[str | None, str | None]
 ) -> None:
     assert warm._command_line(argv) == expected
+
+
+def _spare_of(daemon: subprocess.Popen[str]) -> int:
+    """The pid of the warm server's spare: the child of the daemon's child running warm."""
+    for _ in range(200):
+        for server in _children(daemon.pid):
+            if "nexus.cli.warm" in Path(f"/proc/{server}/cmdline").read_text():
+                spares = _children(server)
+                if spares:
+                    return spares[0]
+        time.sleep(0.05)
+    raise AssertionError("no spare found")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_ctrl_c_before_the_server_answers_runs_nothing(
+    watched: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    ws, daemon = watched
+    spare = _spare_of(daemon)
+    os.kill(spare, signal.SIGSTOP)  # a server too busy to answer
+    try:
+        client = spawn(ws, WARM, "add", "Interrupted before go")
+        time.sleep(1.0)
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=20)
+    finally:
+        os.kill(spare, signal.SIGCONT)  # it now finds its client gone
+    assert client.returncode == 130
+    assert err.strip() == "interrupted"
+    run_nexus("add", "After the interruption", cwd=ws, env=WARM)
+    titles = [t["title"] for t in json.loads(run_nexus("list", "--json", cwd=ws).stdout)]
+    assert titles == ["After the interruption"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_a_server_that_does_not_answer_is_left_and_never_runs_the_command_too(
+    watched: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    ws, daemon = watched
+    spare = _spare_of(daemon)
+    os.kill(spare, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        # Cold after ANSWER_TIMEOUT; its output pipe closes when it exits (communicate returns).
+        out = run_nexus("add", "Added once", "--json", cwd=ws, timeout=30)
+        assert time.monotonic() - started >= warm.ANSWER_TIMEOUT
+    finally:
+        os.kill(spare, signal.SIGCONT)  # it finds its client gone, before any "go"
+    time.sleep(1.0)
+    tasks = json.loads(run_nexus("list", "--json", cwd=ws, env=WARM).stdout)
+    assert [t["id"] for t in tasks] == [json.loads(out.stdout)["id"]]
+
+
+def test_no_server_in_a_temp_folder_others_can_enter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from nexus.scaffold import init
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    ws = init(tmp_path / ("d" * 60) / ("e" * 60) / "proj", goal="deep").root
+    path = warm.socket_path(str(ws))
+    folder = Path(path).parent
+    assert folder.parent == tmp_path / "tmp"
+    folder.mkdir(parents=True)
+    folder.chmod(0o777)  # as if someone else made it first, open to all
+    daemon = start_daemon(ws, "-q")
+    try:
+        log = ws / ".nexus" / "warm.log"
+        deadline = time.monotonic() + 30
+        while "others may enter it" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the server did not refuse the folder"
+            time.sleep(0.05)
+        assert not os.path.exists(path)
+        refused = run_nexus("add", "Not served", cwd=ws, env=WARM, check=False)
+        assert "no warm server for" in refused.stderr
+        assert run_nexus("add", "Cold instead", cwd=ws).returncode == 0
+    finally:
+        stop_daemon(daemon, check=False)
+    # A socket that is there, in a folder opened up after the server made it, is not used.
+    folder.chmod(0o700)
+    daemon = start_daemon(ws, "-q")
+    try:
+        wait_for_server(ws)
+        assert run_nexus("list", cwd=ws, env=WARM).returncode == 0
+        folder.chmod(0o755)
+        refused = run_nexus("list", cwd=ws, env=WARM, check=False)
+        assert "no warm server for" in refused.stderr
+    finally:
+        folder.chmod(0o700)
+        stop_daemon(daemon, check=False)

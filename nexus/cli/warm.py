@@ -5,10 +5,10 @@ imports before it does any work.
     client (`nexus ...`)                        server (started by `nexus watch`)
     connects to the workspace's socket and ──►  a spare child, forked ahead of time, accepts;
     sends argv, folder, environment, umask       it declines if nexus changed on disk since
-    and its stdin/stdout/stderr (the fds)   ◄──  the server started, else answers {"pid": N}
-    forwards SIGINT/SIGTERM/SIGHUP to N,    ──►  "go": the child takes the client's fds,
-                                                 environment, folder and umask and runs the
-                                                 command exactly as `nexus` would
+                                            ◄──  the server started, else answers {"pid": N}
+    forwards SIGINT/SIGTERM/SIGHUP to N;    ──►  the child takes the fds, environment, folder
+    sends "go" with its stdin/stdout/stderr      and umask and runs the command exactly as
+    (the fds)                                    `nexus` would
     exits with the child's code             ◄──  {"exit": code}
 
 The child writes straight to the client's terminal or pipes and reads its stdin, so a served
@@ -82,7 +82,11 @@ def socket_path(root: str) -> str:
 
 def run() -> None:
     """The `nexus` command: served warm when it can be, else run here."""
-    code = _served(sys.argv[1:]) if enabled(os.environ) else None
+    try:
+        code = _served(sys.argv[1:]) if enabled(os.environ) else None
+    except KeyboardInterrupt:  # before the server was told "go": nothing ran
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     if code is not None:
         sys.exit(code)
     from nexus.cli.main import run as run_here
@@ -97,11 +101,14 @@ def _served(argv: list[str]) -> int | None:
     root = _root(workspace) if command in SERVED else None
     if root is None:
         return _refuse(required, f"`nexus {command or ''}` is not served warm here")
+    path = socket_path(root)
+    if not _ours(path):
+        return _refuse(required, f"no warm server for {root} (is `nexus watch` running?)")
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         try:
             conn.settimeout(ANSWER_TIMEOUT)
-            conn.connect(socket_path(root))
+            conn.connect(path)
         except OSError:
             return _refuse(required, f"no warm server for {root} (is `nexus watch` running?)")
         try:
@@ -109,7 +116,8 @@ def _served(argv: list[str]) -> int | None:
             answer = _receive(conn)
             if "pid" not in answer:
                 return _refuse(required, f"the warm server declined: {answer.get('declined')}")
-            conn.sendall(b"go")
+            _forward_signals(int(answer["pid"]))  # from here on, Ctrl-C is the command's
+            _go(conn)
         except (OSError, ValueError) as exc:  # no answer in time, or none at all: nothing ran
             return _refuse(required, f"the warm server did not answer ({exc})")
         return _wait(conn, int(answer["pid"]))
@@ -142,6 +150,26 @@ def _root(workspace: str | None) -> str | None:
     return nearest_workspace(os.getcwd())
 
 
+def _ours(path: str) -> bool:
+    """The socket is ours, and when it lives in the shared temporary directory, so is its
+    folder and no one else may enter it: the client is about to hand over its environment,
+    keys included, to whoever listens there."""
+    try:
+        sock = os.stat(path)
+        return sock.st_uid == os.getuid() and (not _in_temp(path) or _private(path))
+    except OSError:
+        return False
+
+
+def _in_temp(path: str) -> bool:
+    return not path.endswith(os.path.join(RUNTIME, SOCKET_NAME))
+
+
+def _private(path: str) -> bool:
+    folder = os.stat(os.path.dirname(path))
+    return folder.st_uid == os.getuid() and not folder.st_mode & 0o077
+
+
 def _refuse(required: bool, why: str) -> int | None:
     if not required:
         return None
@@ -161,15 +189,18 @@ def _send_request(conn: _socket.socket, argv: list[str]) -> None:
         "streams": [(getattr(s, "encoding", None), getattr(s, "errors", None)) for s in streams],
         "install": _install(),
     }
-    data = _frame(request)
+    conn.sendall(_frame(request))
+
+
+def _go(conn: _socket.socket) -> None:
+    """ "go", with our stdin/stdout/stderr.  They travel only now: descriptors sent earlier
+    would sit in the socket's queue of a server that never answered, holding our pipes open
+    after we gave up (a `$(nexus ...)` would wait for them)."""
     fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))  # an int[3], as array("i")
-    sent = conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-    conn.sendall(data[sent:])
+    conn.sendmsg([b"go"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
 
 
-def _wait(conn: _socket.socket, pid: int) -> int:
-    """Forward signals to the child until it reports its exit code."""
-
+def _forward_signals(pid: int) -> None:
     def forward(signum: int, _frame: object) -> None:
         try:
             os.kill(pid, signum)
@@ -178,6 +209,10 @@ def _wait(conn: _socket.socket, pid: int) -> int:
 
     for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
         _signal.signal(sig, forward)
+
+
+def _wait(conn: _socket.socket, pid: int) -> int:
+    """Wait for the child (signals go to it meanwhile) to report its exit code."""
     conn.settimeout(None)
     try:
         answer = _receive(conn)
@@ -267,7 +302,13 @@ class Server:
     def _listen(self) -> socket.socket:
         import socket
 
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        folder = os.path.dirname(self.path)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if _in_temp(self.path) and not _private(self.path):
+            raise PermissionError(
+                f"{folder} belongs to another user or others may enter it: not serving "
+                "commands from it (remove it, or run with NEXUS_WARM=0)"
+            )
         if os.path.exists(self.path):  # a dead server's: the daemon lock says we are alone
             os.unlink(self.path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -312,19 +353,18 @@ class Server:
         return None
 
     def _take(self, conn: socket.socket) -> Child | None:
-        fds: list[int] = []
         try:
             conn.settimeout(ANSWER_TIMEOUT)
-            request, fds = _receive_request(conn)
+            request = _receive(conn)
+            if not isinstance(request.get("argv"), list):
+                raise ValueError("not a request")
             reason = self._decline(request)
             if reason is None:
-                return Child(conn, request, fds)
+                return Child(conn, request)
             conn.sendall(_frame({"declined": reason}))
         except (OSError, ValueError):
             pass  # a client that went away or spoke nonsense: it runs the command itself
         conn.close()
-        for fd in fds:
-            os.close(fd)
         return None
 
     def _decline(self, request: dict[str, Any]) -> str | None:
@@ -338,15 +378,23 @@ class Server:
 class Child:
     """One served command, in a forked child of the server."""
 
-    def __init__(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    def __init__(self, conn: socket.socket, request: dict[str, Any]) -> None:
         self.conn = conn
         self.request = request
-        self.fds = fds
+        self.fds: list[int] = []
 
     def run(self) -> int:
-        self.conn.sendall(_frame({"pid": os.getpid()}))
-        if _exactly(self.conn, 2) != b"go":
-            return 0  # the client gave up and runs the command itself
+        import socket
+
+        try:
+            self.conn.sendall(_frame({"pid": os.getpid()}))
+            go, self.fds, _flags, _addr = socket.recv_fds(self.conn, 2, 3)
+        except (OSError, KeyboardInterrupt):  # the client went, or was interrupted, first
+            go = b""
+        if go != b"go" or len(self.fds) != 3:
+            for fd in self.fds:
+                os.close(fd)
+            return 0  # the client gave up (and runs the command itself, or was interrupted)
         self.conn.settimeout(None)
         self._become_client()
         from nexus.cli.main import main
@@ -401,21 +449,6 @@ def _text_out(fd: int, encoding: str | None, errors: str | None, line: bool) -> 
     return open(
         fd, "w", buffering=1 if line else -1, encoding=encoding, errors=errors, closefd=False
     )
-
-
-def _receive_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    import socket
-
-    head, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
-    try:
-        request = _receive(conn, head)
-        if len(fds) != 3 or not isinstance(request.get("argv"), list):
-            raise ValueError("not a request")
-    except (OSError, ValueError):
-        for fd in fds:
-            os.close(fd)
-        raise
-    return request, fds
 
 
 def _code_stamp() -> tuple[int, int]:
@@ -495,7 +528,11 @@ def _serve(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))  # so the socket is removed
     server = Server(argv[0], int(argv[1]))
     _warm_up()
-    child = server.loop()
+    try:
+        child = server.loop()
+    except PermissionError as exc:
+        print(f"nexus warm server: {exc}", file=sys.stderr)  # into .nexus/warm.log
+        return 1
     return child.run() if child is not None else 0
 
 
