@@ -80,6 +80,22 @@ def test_commands_run_by_the_warm_server_print_and_commit_as_cold_ones(
     assert served.returncode == 0
 
 
+def test_doctor_says_whether_commands_are_served_warm(
+    watched: tuple[Path, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    ws, daemon = watched
+    report = json.loads(run_nexus("doctor", "--json", cwd=ws).stdout)
+    assert report["warm"] == {"serving": True, "socket": warm.socket_path(str(ws))}
+    assert "commands: served warm by `nexus watch`" in run_nexus("doctor", cwd=ws).stdout
+    assert run_nexus("list", cwd=ws, env=WARM).returncode == 0  # the probe left it serving
+    stop_daemon(daemon, check=False)
+    assert json.loads(run_nexus("doctor", "--json", cwd=ws).stdout)["warm"]["serving"] is False
+    assert "commands: run cold" in run_nexus("doctor", cwd=ws).stdout
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    assert json.loads(run_nexus("doctor", "--json", cwd=outside).stdout)["warm"] is None
+
+
 def test_a_served_command_fails_with_the_cold_message_and_exit_code(
     watched: tuple[Path, subprocess.Popen[str]],
 ) -> None:

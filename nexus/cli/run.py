@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from nexus.cli import warm
 from nexus.cli.main import cli
 from nexus.cli.tasks import emit_json, service, warn
 
@@ -158,9 +159,14 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     from nexus.errors import NexusError
 
     settings: dict[str, dict[str, object]] = {}
+    warm_state: dict[str, object] | None = None
     try:
-        ws_cfg = service(ctx).ws.config
-        settings = {name: ws_cfg.engine_settings(name) for name in engine_names()}
+        ws = service(ctx).ws
+        settings = {name: ws.config.engine_settings(name) for name in engine_names()}
+        warm_state = {
+            "serving": warm.serving(str(ws.root)),
+            "socket": warm.socket_path(str(ws.root)),
+        }
     except NexusError:
         pass  # outside a workspace: check with default settings
     rows = []
@@ -183,9 +189,15 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
             rows.append({"engine": name, "ok": False, "problem": str(exc)})
     git = shutil.which("git")
     if as_json:
-        emit_json({"engines": rows, "git": git})
+        emit_json({"engines": rows, "git": git, "warm": warm_state})
         return
     click.echo(f"git: {git or 'MISSING — install git'}")
+    if warm_state is not None:
+        click.echo(
+            "commands: served warm by `nexus watch` (NEXUS_WARM=0 runs them cold)"
+            if warm_state["serving"]
+            else "commands: run cold (no `nexus watch` serves this workspace)"
+        )
     for r in rows:
         mark = click.style("ok ", fg="green") if r["ok"] else click.style("no ", fg="red")
         click.echo(f"{mark} {r['engine']:<12} {r['problem'] or ''}")

@@ -77,6 +77,22 @@ def socket_path(root: str) -> str:
     return os.path.join(tempfile.gettempdir(), f"nexus-{os.getuid()}", f"{digest}.sock")
 
 
+def serving(root: str) -> bool:
+    """Whether a warm server answers for the workspace at `root` (for `nexus doctor`)."""
+    path = socket_path(root)
+    if not _ours(path):
+        return False
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        conn.settimeout(ANSWER_TIMEOUT)
+        conn.connect(path)  # the spare sees the connection close before a request: ignored
+        return True
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
 # -- the client -------------------------------------------------------------------------------
 
 
