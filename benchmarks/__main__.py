@@ -28,7 +28,7 @@ from typing import Any
 
 from benchmarks import backlog, daemon, floor, report
 from benchmarks.common import build_workspace, git, nexus_argv, objects_size, time_command
-from nexus.cli import warm
+from nexus import warm
 
 
 def log(message: str) -> None:
@@ -90,7 +90,7 @@ def measure_nexus(rec: report.Record, root: Path, n: int, runs: int) -> list[flo
 
 def measure_warm(rec: report.Record, root: Path, n: int, runs: int, k: int, loop: int) -> None:
     """list, status, state change, create one and the CLI loop again while `nexus watch` runs:
-    served by its warm process (nexus/cli/warm.py).  The daemon reacts to each change as it
+    served by its warm process (nexus/warm.py).  The daemon reacts to each change as it
     would to a person's; a pause between single commands lets it finish, as a person's typing
     would (the loop has none)."""
     env = {**os.environ, "NEXUS_WARM": "require"}

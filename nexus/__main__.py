@@ -1,3 +1,3 @@
-from nexus.cli.warm import run
+from nexus.warm import run
 
 run()

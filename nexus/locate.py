@@ -1,7 +1,7 @@
 """Where a workspace is: the file that marks it, the folder nexus keeps its runtime state in,
 and the nearest workspace at or above a folder.
 
-It imports nothing (not even pathlib), so the warm client (`nexus.cli.warm`) can find a
+It imports nothing (not even pathlib), so the warm client (`nexus.warm`) can find a
 workspace's command server before paying for nexus's imports.
 """
 

@@ -1,4 +1,4 @@
-"""The warm command server (nexus/cli/warm.py): while `nexus watch` runs, `nexus` commands are
+"""The warm command server (nexus/warm.py): while `nexus watch` runs, `nexus` commands are
 run by a process forked from a warm one, and behave exactly as when run cold."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nexus.cli import warm
+from nexus import warm
 from tests.conftest import git, run_nexus, start_daemon, stop_daemon
 
 WARM = {"NEXUS_WARM": "require"}
@@ -184,6 +184,9 @@ def test_nexus_warm_0_keeps_watch_from_starting_a_server(workspace: Path) -> Non
     try:
         run_nexus("add", "Marker", cwd=workspace)  # the daemon is up and working by now
         time.sleep(1.0)
+        # warm.start opens the log before the server exists, so its absence is proof at once
+        # (the socket alone could simply not be there yet: the server imports first).
+        assert not (workspace / ".nexus" / "warm.log").exists()
         assert not os.path.exists(warm.socket_path(str(workspace)))
     finally:
         stop_daemon(daemon, check=False)
@@ -266,7 +269,7 @@ def _spare_of(daemon: subprocess.Popen[str]) -> int:
     """The pid of the warm server's spare: the child of the daemon's child running warm."""
     for _ in range(200):
         for server in _children(daemon.pid):
-            if "nexus.cli.warm" in Path(f"/proc/{server}/cmdline").read_text():
+            if "nexus.warm" in Path(f"/proc/{server}/cmdline").read_text():
                 spares = _children(server)
                 if spares:
                     return spares[0]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from nexus.cli import warm
+from nexus import warm
 from nexus.cli.main import cli
 from nexus.cli.tasks import emit_json, service, warn
 

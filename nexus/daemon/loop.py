@@ -15,8 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from nexus import promote
-from nexus.cli import warm
+from nexus import promote, warm
 from nexus.daemon.recovery import Recovery
 from nexus.errors import NexusError, WorkspaceError
 from nexus.store import try_lock
@@ -40,7 +39,7 @@ class Daemon(Recovery):
         )
         previous = self._install_signals()
         self.bus.emit("daemon", state="started", workers=self.workers, pid=os.getpid())
-        # A daemon that stays up also serves `nexus` commands from a warm process (cli/warm.py).
+        # A daemon that stays up also serves `nexus` commands from a warm process (nexus/warm.py).
         server = (
             warm.start(str(self.ws.root))
             if warm.enabled(os.environ) and not self.until_idle

@@ -79,18 +79,26 @@ def socket_path(root: str) -> str:
 
 def serving(root: str) -> bool:
     """Whether a warm server answers for the workspace at `root` (for `nexus doctor`)."""
+    conn = _connect(root)
+    if conn is None:
+        return False
+    conn.close()  # the spare sees the connection close before a request: ignored
+    return True
+
+
+def _connect(root: str) -> _socket.socket | None:
+    """A connection to the workspace's server, if it is there and ours (see `_ours`)."""
     path = socket_path(root)
     if not _ours(path):
-        return False
+        return None
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         conn.settimeout(ANSWER_TIMEOUT)
-        conn.connect(path)  # the spare sees the connection close before a request: ignored
-        return True
+        conn.connect(path)
     except OSError:
-        return False
-    finally:
         conn.close()
+        return None
+    return conn
 
 
 # -- the client -------------------------------------------------------------------------------
@@ -117,16 +125,10 @@ def _served(argv: list[str]) -> int | None:
     root = _root(workspace) if command in SERVED else None
     if root is None:
         return _refuse(required, f"`nexus {command or ''}` is not served warm here")
-    path = socket_path(root)
-    if not _ours(path):
+    conn = _connect(root)
+    if conn is None:
         return _refuse(required, f"no warm server for {root} (is `nexus watch` running?)")
-    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        try:
-            conn.settimeout(ANSWER_TIMEOUT)
-            conn.connect(path)
-        except OSError:
-            return _refuse(required, f"no warm server for {root} (is `nexus watch` running?)")
         try:
             _send_request(conn, argv)
             answer = _receive(conn)
@@ -254,8 +256,8 @@ def _frame(message: dict[str, Any]) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
-def _receive(conn: _socket.socket, head: bytes = b"") -> dict[str, Any]:
-    head += _exactly(conn, 4 - len(head))
+def _receive(conn: _socket.socket) -> dict[str, Any]:
+    head = _exactly(conn, 4)
     size = int.from_bytes(head, "big")
     if len(head) < 4 or size > _MAX_MESSAGE:
         raise ValueError("the message ended early" if len(head) < 4 else "message too large")
@@ -485,7 +487,7 @@ def _code_stamp() -> tuple[int, int]:
 
 # Loaded for commands: all of nexus but the surfaces and engines no served command runs (they
 # bring heavy SDKs), and the third-party modules nexus imports only when it needs them.
-_COLD = ("nexus.__main__", "nexus.web", "nexus.mcp", "nexus.tui", "nexus.engines", "nexus.cli.warm")
+_COLD = ("nexus.__main__", "nexus.web", "nexus.mcp", "nexus.tui", "nexus.engines", "nexus.warm")
 _LAZY = ("yaml", "frontmatter", "secrets", "concurrent.futures", "multiprocessing", "rich.console")
 _SAMPLE = "---\nid: warmup01\ntitle: Warm up\nstatus: pending\ndeps: [a, b]\n---\nText.\n"
 
@@ -517,7 +519,7 @@ def start(root: str) -> subprocess.Popen[bytes]:
 
     with open(os.path.join(root, RUNTIME, "warm.log"), "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "nexus.cli.warm", root, str(os.getpid())],
+            [sys.executable, "-m", "nexus.warm", root, str(os.getpid())],
             env=dict(os.environ),  # each served command gets its client's environment instead
             stdin=subprocess.DEVNULL,
             stdout=log,
