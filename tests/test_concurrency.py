@@ -107,7 +107,10 @@ def test_an_editor_saving_while_the_daemon_writes_loses_neither_change(workspace
         editor.stop.set()
         snap = Service(Workspace(workspace)).snapshot()
         states = {tid: str(t.status) for tid, t in snap.tasks.items()}
-        raise AssertionError(f"{states}\n{stop_daemon(daemon, check=False)}") from None
+        # The daemon runs with -q: its own event log says what it tried and what failed.
+        events = (workspace / ".nexus" / "events.jsonl").read_text().splitlines()[-40:]
+        stderr = stop_daemon(daemon, check=False)
+        raise AssertionError("\n".join([str(states), stderr, "last events:", *events])) from None
     finally:
         editor.stop.set()
         editor.join()
