@@ -403,3 +403,33 @@ def test_progress_events_carry_counts_and_only_when_a_figure_changes(workspace: 
     assert all(isinstance(p["waiting"], int) for p in progress)
     assert max(p["waiting"] for p in progress) > 0  # ready tasks waited for a worker
     assert all(a != b for a, b in itertools.pairwise(progress))
+
+
+def test_a_result_for_a_task_file_that_does_not_read_just_then_is_kept_not_dropped(
+    workspace: Path,
+) -> None:
+    """Found by the editor stress test: a run ending while its task file was half-written
+    was recorded as "task no longer exists" and dropped, leaving the task in_progress with
+    nothing running."""
+    path = write_task(workspace, "half", steps=[{"sleep": 1.5}, {"result": "kept for later"}])
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "nexus", "watch", "-q"],
+        cwd=workspace,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    events = workspace / ".nexus" / "events.jsonl"
+    try:
+        _wait_for(lambda: tasks(workspace)["half"]["status"] == "in_progress")
+        good = path.read_text()
+        path.write_text("---\ntitle: [a person's save, half done\n")  # does not parse
+        _wait_for(lambda: "could not record the results of half" in events.read_text())
+        assert "in_progress" in git("show", "HEAD:tasks/half.md", cwd=workspace)
+        path.write_text(good)  # the save completes
+        _wait_for(lambda: tasks(workspace)["half"]["status"] == "complete")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        err = daemon.communicate(timeout=30)[1]
+    assert daemon.returncode == 0, err
+    assert "kept for later" in path.read_text()

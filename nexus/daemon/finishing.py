@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import queue
 import time
+from pathlib import Path
 from typing import Any
 
 from nexus import promote, results, runner, sessions
 from nexus.changes import Batch
 from nexus.daemon.state import Active, DaemonState
-from nexus.errors import NexusError
+from nexus.errors import NexusError, WorkspaceError
 from nexus.service import Snapshot
 from nexus.task import Status, Task
 
@@ -51,8 +52,19 @@ class Finishing(DaemonState):
         facts: dict[str, str] = {}
         all_facts: list[dict[str, str]] = []
 
-        def apply_one(batch: Batch, report: runner.RunReport, active: Active | None) -> str:
+        def apply_one(
+            batch: Batch, report: runner.RunReport, active: Active | None, snap: Snapshot
+        ) -> str:
             if report.task_id not in batch.tasks:
+                unreadable = [e for e in snap.broken if Path(e.path).stem == report.task_id]
+                if unreadable:
+                    # Not gone: its file does not read right now (an editor halfway through
+                    # writing it, or a person's broken edit).  Dropping the result here lost
+                    # it and left the task in_progress with nothing running.
+                    raise WorkspaceError(
+                        f"{unreadable[0]}",
+                        fix="the result is kept and applied once the file reads again",
+                    )
                 return f"result of {report.task_id} (task no longer exists)"
             task = batch.current(report.task_id)
             info = active.info if active else results.RunInfo(
@@ -96,7 +108,7 @@ class Finishing(DaemonState):
             return f"{out.dst} {task.id} ({task.title[:60]})"
 
         def build(batch: Batch, snap: Snapshot) -> str:
-            summaries = [apply_one(batch, report, active) for report, active in group]
+            summaries = [apply_one(batch, report, active, snap) for report, active in group]
             facts.update(_common(all_facts) if len(all_facts) > 1 else
                          (all_facts[0] if all_facts else {}))  # fmt: skip
             return summaries[0] if len(summaries) == 1 else f"{len(summaries)} runs finished"
