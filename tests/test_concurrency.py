@@ -241,6 +241,36 @@ def test_a_stale_buffer_saved_over_nexus_s_write_gets_nexus_s_change_back(
     clean_and_whole(workspace)
 
 
+def test_a_stale_buffer_saved_again_during_the_restore_is_not_committed_over_nexus_s_change(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the editor stress test: the restore saw the file saved again meanwhile and
+    gave up, and the sync then committed the newer save, still from the stale buffer, as the
+    person's: nexus's `complete` was undone for good."""
+    svc = Service(Workspace(workspace))
+    task = svc.add("Write the report")
+    path = workspace / task.path
+    buffer = path.read_text()
+    svc.set_status(task.id, Status.COMPLETE, reason="done elsewhere", result="the answer is 42")
+    path.write_text(buffer + "First save.\n")
+    syncing = Service(Workspace(workspace))
+    restore = syncing._restore_lost
+
+    def saved_again_first(*args: object) -> object:
+        path.write_text(buffer + "First save.\nSecond save.\n")  # the editor, again
+        return restore(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(syncing, "_restore_lost", saved_again_first)
+    syncing.sync()
+    assert "status: complete" in git("show", f"HEAD:{task.path}", cwd=workspace)
+    Service(Workspace(workspace)).sync()  # the next sync looks at the newer save
+    text = path.read_text()
+    assert "status: complete" in text and "the answer is 42" in text
+    assert "Second save." in text
+    assert "status: complete" in git("show", f"HEAD:{task.path}", cwd=workspace)
+    clean_and_whole(workspace)
+
+
 def racing_a_save(
     workspace: Path, save: Callable[[str], str]
 ) -> tuple[Service, Path, Callable[[Batch, object], str]]:

@@ -469,7 +469,8 @@ class ServiceCore:
         self, abspath: Path, path: str, old: bytes | None, transitions: list[Transition]
     ) -> str | None:
         """A note for the commit, with any status change a person made; None when the file is
-        broken (it is then left uncommitted)."""
+        broken, or was saved again while a stale save was being looked at (it is then left
+        uncommitted, for the person or the next sync)."""
         stem = Path(path).stem
         if abspath.is_symlink():
             return None  # never followed: the scan reports it
@@ -494,6 +495,11 @@ class ServiceCore:
             if restored is not None:
                 text, note = restored
                 new = taskfile.parse(text, path, stem).task
+            elif self.ws.read_text(abspath) != text:
+                # Saved again while we looked: committing now would take the newer save
+                # unexamined (and undo nexus's change for good if it is stale too).  The next
+                # sync looks at it, with nexus's commit still the last.
+                return None
         if prev.status is not new.status:
             allowed = can_transition(prev.status, new.status)
             why = "edited by a person" + ("" if allowed else " (outside the lifecycle table)")
