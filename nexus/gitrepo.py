@@ -75,6 +75,9 @@ class Repo:
 
     @classmethod
     def discover(cls, path: Path, warn: Warn | None = None) -> Repo | None:
+        ordinary = _ordinary_top(path)
+        if ordinary is not None:
+            return cls(ordinary, ordinary / ".git", warn)
         try:
             out = _run(["rev-parse", "--show-toplevel", "--absolute-git-dir"], cwd=path)
         except GitError:
@@ -313,6 +316,27 @@ class Repo:
         if not force:
             self.warn(f"removed {lock} left by a git process that died {age:.0f}s ago")
         return True
+
+
+def _ordinary_top(path: Path) -> Path | None:
+    """`path`, resolved, when it is the top of an ordinary repository (a `.git` folder whose
+    own config neither sets `core.worktree` nor says bare; git reads neither from included
+    files): what `git rev-parse` would answer, without a git process (~3 ms on every command).
+    None: ask git."""
+    git_dir = path / ".git"
+    try:
+        config = (git_dir / "config").read_text(errors="replace")
+    except OSError:  # no .git folder: a subfolder of a repository, a linked worktree's file
+        return None
+    if git_dir.is_symlink() or not (git_dir / "HEAD").is_file():
+        return None
+    for line in config.lower().splitlines():
+        key, _, value = line.partition("=")
+        if "worktree" in key:
+            return None
+        if key.strip() == "bare" and value.strip() != "false":
+            return None
+    return path.resolve()
 
 
 def _lock_in(text: str) -> Path | None:

@@ -189,3 +189,33 @@ def test_untouched_task_files_are_never_rewritten(workspace: Path) -> None:
         "---\r\n# mine\r\ntitle: Hand   written\r\nzeta: 1\r\nstatus: complete\r\n"
     )
     assert text.endswith("body\r\n\r\n## Result\r\n\r\ndone\r\n")
+
+
+def test_the_repository_is_found_as_git_finds_it_in_every_layout(tmp_path: Path) -> None:
+    """The top of an ordinary repository is read off its `.git` folder without a git process;
+    every other layout asks git.  Either way the answer is git's own."""
+    from nexus.gitrepo import Repo
+
+    plain = tmp_path / "plain"
+    git("init", "-q", str(plain), cwd=tmp_path)
+    git("commit", "-q", "--allow-empty", "-m", "base", cwd=plain)
+    (plain / "sub").mkdir()
+    linked = tmp_path / "linked"  # its .git is a file
+    git("worktree", "add", "-q", str(linked), cwd=plain)
+    moved = tmp_path / "moved"  # a .git folder whose work tree is set elsewhere
+    git("init", "-q", str(moved), cwd=tmp_path)
+    git("config", "core.worktree", str(plain / "sub"), cwd=moved)
+    included = tmp_path / "included"  # the same in a file its config includes: git ignores it
+    git("init", "-q", str(included), cwd=tmp_path)
+    (tmp_path / "extra.gitconfig").write_text(f"[core]\n\tworktree = {plain / 'sub'}\n")
+    git("config", "include.path", str(tmp_path / "extra.gitconfig"), cwd=included)
+    for folder in (plain, plain / "sub", linked, moved, included):
+        repo = Repo.discover(folder)
+        assert repo is not None, folder
+        top, git_dir = git("rev-parse", "--show-toplevel", "--absolute-git-dir", cwd=folder).split()
+        assert (repo.top, repo.git_dir) == (Path(top), Path(git_dir)), folder
+    bare = tmp_path / "bare"  # a .git folder that says it is bare: no work tree at all
+    git("init", "-q", str(bare), cwd=tmp_path)
+    git("config", "core.bare", "true", cwd=bare)
+    assert Repo.discover(bare) is None
+    assert Repo.discover(tmp_path) is None  # not a repository at all
