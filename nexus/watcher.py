@@ -1,4 +1,4 @@
-"""watchdog → "look again soon".
+"""watchdog → "look again soon", through a `Wake` the daemon's loop sleeps on.
 
 Shell.  A file event is only a hint: the daemon recomputes everything from the files, so a
 missed or doubled event costs nothing but time.  Ignored: `.git/`, `.nexus/`, temp files of
@@ -8,7 +8,9 @@ own writes must not wake it into a pass that finds nothing to do).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,41 @@ from typing import Any
 IGNORED_DIRS = (".git", ".nexus", "__pycache__", "node_modules", ".venv")
 
 
+class Wake:
+    """What the daemon's loop sleeps on: set by the watcher, by finished runs, and by signal
+    handlers.  Not a threading.Event: its set() takes a lock, and a signal handler runs in the
+    main thread between any two bytecodes, maybe while that thread holds that very lock, and
+    would then wait for it forever.  A byte written down a pipe takes no lock at all."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()  # not inherited by child processes (PEP 446)
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._poll = select.poll()
+        self._poll.register(self._read, select.POLLIN)
+
+    def set(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: it is set already
+            os.write(self._write, b"!")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True when set (now or within `timeout` seconds)."""
+        return bool(self._poll.poll(None if timeout is None else max(timeout, 0.0) * 1000))
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read, 4096):
+                pass
+
+    def __del__(self) -> None:
+        # Only once nothing can set it: closed earlier, a late set() (a run thread that
+        # outlived the daemon's stop) could write into whatever file got the number next.
+        os.close(self._read)
+        os.close(self._write)
+
+
 class Watcher:
-    def __init__(self, root: Path, wake: threading.Event) -> None:
+    def __init__(self, root: Path, wake: Wake) -> None:
         self.root = root
         self.wake = wake
         self._pending: set[str] = set()  # paths with events, judged when the daemon looks

@@ -341,6 +341,29 @@ def test_sigterm_after_the_grace_period_interrupts_without_burning_an_attempt(
     assert "interrupted by shutdown" in (workspace / "tasks" / "long.md").read_text()
 
 
+def test_a_burst_of_signals_stops_the_daemon_instead_of_hanging_it(workspace: Path) -> None:
+    """Found by hand: `timeout` and a process manager both sent SIGTERM, the second arrived
+    while the first one's "stopping" event was being written, and the handler, writing again,
+    waited forever for the lock it interrupted; the daemon hung holding the workspace.  Signals
+    now only set a flag and wake the loop, which does the stopping."""
+    write_task(workspace, "long", steps=[{"sleep": 60}])
+    for attempt in range(3):
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "nexus", "watch", "-q", "--grace", "0.3"], cwd=workspace
+        )
+        _wait_for(lambda: tasks(workspace)["long"]["status"] == "in_progress")
+        for _ in range(200):  # some land while the first one's events are being written
+            daemon.send_signal(signal.SIGTERM if attempt % 2 else signal.SIGINT)
+        try:
+            code = daemon.wait(timeout=30)
+        finally:
+            daemon.kill()
+        assert code == 0, code
+        assert not (workspace / ".nexus" / "daemon.owner").exists()
+        t = tasks(workspace)["long"]
+        assert (t["status"], t["attempts"]) == ("ready", 0)
+
+
 def test_xl_tasks_are_never_dispatched(workspace: Path) -> None:
     write_task(workspace, "big", size="XL")
     out = watch(workspace)

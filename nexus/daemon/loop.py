@@ -49,6 +49,7 @@ class Daemon(Recovery):
             self.watcher.start()
             recovered = False
             while True:
+                self._take_signals()
                 try:
                     if not recovered:  # retried, like a pass, until it gets through
                         self._recover()
@@ -64,6 +65,7 @@ class Daemon(Recovery):
                     self._retry_soon = time.monotonic() + 1.0
                     message = str(exc) if isinstance(exc, NexusError) else f"{exc}"
                     self.bus.emit("daemon", state="error", message=f"pass failed: {message}")
+                self._take_signals()
                 if self.stopping.is_set() and not self.active and self.done.empty():
                     break
                 if self.until_idle and self._idle():
@@ -112,7 +114,17 @@ class Daemon(Recovery):
             signal.signal(sig, handler)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.stop(now=self.stopping.is_set())
+        # It may run between any two bytecodes of the main thread, even one holding a lock:
+        # so it takes none (no events written here), only counts and wakes the loop.
+        self._signals += 1
+        self.wake.set()
+
+    def _take_signals(self) -> None:
+        """Act on the signals counted since the last look: the first stops dispatching (runs
+        get the grace period), another stops now."""
+        while self._signals_taken < self._signals:
+            self._signals_taken += 1
+            self.stop(now=self.stopping.is_set())
 
     # -- one pass ----------------------------------------------------------------------------
 

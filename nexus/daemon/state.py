@@ -14,7 +14,7 @@ from nexus import agents, budgets, results, runner
 from nexus.events import Bus
 from nexus.service import Service, Snapshot
 from nexus.task import Task
-from nexus.watcher import Watcher
+from nexus.watcher import Wake, Watcher
 
 
 @dataclass
@@ -56,7 +56,9 @@ class DaemonState:
         self._sync_cost = 0.0  # seconds the last full sync took (see Daemon._poll_interval)
         self.debounce = debounce
         self.ident = f"daemon@{socket.gethostname()}:{os.getpid()}"
-        self.wake = threading.Event()
+        self.wake = Wake()
+        self._signals = 0  # counted by the signal handler, taken by the loop (_take_signals)
+        self._signals_taken = 0
         self.stopping = threading.Event()
         self.watcher = Watcher(self.ws.root, self.wake)
         self.active: dict[str, Active] = {}

@@ -12,7 +12,6 @@ Keys: `q` or Ctrl-C quits (Textual restores the terminal), `r` looks again at on
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ from nexus.cli.render import COLOR, log_lines, rich_bar, running_rich
 from nexus.errors import NexusError
 from nexus.service import status_counts
 from nexus.tui.view import COLUMNS, Board, Column, columns
-from nexus.watcher import Watcher
+from nexus.watcher import Wake, Watcher
 
 if TYPE_CHECKING:
     from nexus.service import Service
@@ -45,7 +44,7 @@ class Source:
 
     def __init__(self, svc: Service) -> None:
         self.svc = svc
-        self.watcher = Watcher(svc.ws.root, threading.Event())
+        self.watcher = Watcher(svc.ws.root, Wake())  # nothing sleeps on it: looks are polled
         self._quick: tuple[str, str] | None = None
         self._journal: tuple[str, list[str], dict[str, Any]] | None = None
 
