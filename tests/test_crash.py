@@ -324,16 +324,20 @@ def test_runtime_temp_files_of_a_killed_daemon_are_removed_when_it_starts(worksp
     assert crash.stray_files(workspace) == []
 
 
+# Staging is the one step of a commit that is always a git process (the daemon builds the
+# rest in-process with libgit2): it fails once, for the claim (the files it stages say
+# in_progress), as when `git gc` prunes a folder under it.
 GIT_THAT_FAILS_A_CLAIM = """#!{python}
 import os, subprocess, sys
 flag, real = {flag!r}, {real!r}
 args = sys.argv[1:]
-if args[:1] == ["commit-tree"] and os.path.exists(flag):
-    message = sys.stdin.read()
-    if "nexus: start" in message:
-        os.unlink(flag)  # fail once, as when `git gc` prunes a folder under write-tree
+if args[:2] == ["update-index", "--add"] and os.path.exists(flag):
+    paths = sys.stdin.buffer.read()
+    staged = [p for p in paths.decode().split("\\0") if p.endswith(".md")]
+    if staged and all("status: in_progress" in open(p).read() for p in staged):
+        os.unlink(flag)
         sys.exit("error: unable to create temporary file: No such file or directory")
-    sys.exit(subprocess.run([real, *args], input=message.encode()).returncode)
+    sys.exit(subprocess.run([real, *args], input=paths).returncode)
 os.execv(real, [real, *args])
 """
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import git, run_nexus
 
@@ -219,3 +224,139 @@ def test_the_repository_is_found_as_git_finds_it_in_every_layout(tmp_path: Path)
     git("config", "core.bare", "true", cwd=bare)
     assert Repo.discover(bare) is None
     assert Repo.discover(tmp_path) is None  # not a repository at all
+
+
+# -- commits built in-process (libgit2) by long-lived processes -------------------------------
+
+
+def _repo_with_history(root: Path) -> Path:
+    git("init", "-q", str(root), cwd=root.parent)
+    (root / "tasks" / "a").mkdir(parents=True)
+    for i in range(30):
+        (root / "tasks" / "a" / f"a{i}.md").write_text(f"---\nid: a{i}\n---\n")
+    (root / "notes.txt").write_text("the person's own file\n")
+    (root / ".gitignore").write_text(".nexus/\n")
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "base", cwd=root)
+    (root / ".nexus").mkdir()
+    return root
+
+
+def _commit_traced(
+    root: Path, in_process: bool, paths: list[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[str | None, list[str]]:
+    from nexus import gitrepo
+
+    ran: list[str] = []
+    real = gitrepo._run
+
+    def traced(args: Sequence[str], **kw: Any) -> str:
+        ran.append(args[0])
+        return real(args, **kw)
+
+    monkeypatch.setattr(gitrepo, "_in_process", in_process)
+    monkeypatch.setattr(gitrepo, "_run", traced)
+    repo = gitrepo.Repo.discover(root)
+    assert repo is not None
+    commit = repo.commit_paths(
+        paths,
+        "nexus: complete a3\n\nNexus-Actor: cli\nNexus-Transition: a3 ready -> complete\n",
+        private_index=root / ".nexus" / "git-index",
+    )
+    return commit, ran
+
+
+def test_a_commit_built_in_process_is_the_commit_git_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same change committed by git processes and by libgit2: the same tree, message,
+    parents, authorship and reflog, and `git status` clean in both, with two git processes
+    instead of six."""
+    twins = [_repo_with_history(tmp_path / "by_git"), tmp_path / "by_libgit2"]
+    shutil.copytree(twins[0], twins[1])
+    results = {}
+    for root, in_process in zip(twins, (False, True), strict=True):
+        # The person has work staged and unstaged; nexus changes, adds and deletes files.
+        (root / "notes.txt").write_text("staged by the person\n")
+        git("add", "notes.txt", cwd=root)
+        (root / "tasks" / "a" / "a3.md").write_text("---\nid: a3\nstatus: complete\n---\n")
+        (root / "tasks" / "b").mkdir()
+        (root / "tasks" / "b" / "b1.md").write_text("---\nid: b1\n---\n")
+        (root / "tasks" / "a" / "a4.md").unlink()
+        paths = ["tasks/a/a3.md", "tasks/b/b1.md", "tasks/a/a4.md"]
+        commit, ran = _commit_traced(root, in_process, paths, monkeypatch)
+        assert commit is not None
+        results[in_process] = (
+            git("cat-file", "-p", commit, cwd=root).split("\n"),
+            git("reflog", "-1", "--format=%gs", cwd=root).strip(),
+            git("status", "--porcelain", cwd=root),
+            ran,
+        )
+        assert "fatal" not in git("fsck", "--no-progress", cwd=root)
+
+    def without_times(lines: list[str]) -> list[str]:
+        return [" ".join(ln.split()[:-2]) if ln.startswith(("author", "committer")) else ln
+                for ln in lines]  # fmt: skip
+
+    (by_git, reflog_git, status_git, ran_git), (by_lg2, reflog_lg2, status_lg2, ran_lg2) = (
+        results[False],
+        results[True],
+    )
+    assert without_times(by_lg2) == without_times(by_git)  # tree, parent, names, message
+    assert reflog_lg2 == reflog_git == "nexus: complete a3", (reflog_lg2, reflog_git)
+    assert status_lg2 == status_git == "M  notes.txt\n"  # the person's staged work untouched
+    assert "write-tree" in ran_git and "commit-tree" in ran_git and "update-ref" in ran_git
+    assert ran_lg2 == ["rev-parse", "read-tree", "update-index", "update-index"]  # a new index
+
+
+def test_an_in_process_commit_never_overwrites_a_commit_made_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _repo_with_history(tmp_path / "ws")
+    (root / "tasks" / "a" / "a1.md").write_text("---\nid: a1\nstatus: ready\n---\n")
+    assert _commit_traced(root, True, ["tasks/a/a1.md"], monkeypatch)[0]
+    # The person commits behind nexus's back: nexus's record of HEAD is now stale.
+    (root / "notes.txt").write_text("the person's commit\n")
+    git("commit", "-qam", "mine", cwd=root)
+    mine = git("rev-parse", "HEAD", cwd=root).strip()
+    (root / "tasks" / "a" / "a2.md").write_text("---\nid: a2\nstatus: ready\n---\n")
+    commit, ran = _commit_traced(root, True, ["tasks/a/a2.md"], monkeypatch)
+    assert commit is not None
+    assert git("rev-parse", f"{commit}^", cwd=root).strip() == mine  # rebuilt on top of it
+    assert git("show", "HEAD:notes.txt", cwd=root) == "the person's commit\n"
+    assert "read-tree" in ran  # the private index was rebuilt from the new HEAD
+    assert git("status", "--porcelain", cwd=root) == ""
+    (root / "tasks" / "a" / "a3.md").write_text("---\nid: a3\nstatus: ready\n---\n")
+    commit, ran = _commit_traced(root, True, ["tasks/a/a3.md"], monkeypatch)
+    assert ran == ["update-index", "update-index"]  # the usual commit: two git processes
+    assert git("log", "-1", "--format=%s", commit, cwd=root) == "nexus: complete a3\n"
+
+
+def test_an_in_process_commit_leaves_a_locked_branch_to_git(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libgit2 cannot take a branch whose lock a dead git left; git's path clears it (it is
+    an hour old) and commits."""
+    root = _repo_with_history(tmp_path / "ws")
+    lock = root / ".git" / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    (root / "tasks" / "a" / "a1.md").write_text("---\nid: a1\nstatus: ready\n---\n")
+    commit, ran = _commit_traced(root, True, ["tasks/a/a1.md"], monkeypatch)
+    assert commit is not None and "update-ref" in ran
+    assert git("rev-parse", "HEAD", cwd=root).strip() == commit
+    assert not lock.exists()
+
+
+def test_an_index_libgit2_cannot_read_is_left_to_git(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _repo_with_history(tmp_path / "ws")
+    git("config", "core.splitIndex", "true", cwd=root)  # a "link" extension libgit2 refuses
+    (root / "tasks" / "a" / "a1.md").write_text("---\nid: a1\nstatus: ready\n---\n")
+    commit, ran = _commit_traced(root, True, ["tasks/a/a1.md"], monkeypatch)
+    assert commit is not None
+    assert git("show", f"{commit}:tasks/a/a1.md", cwd=root).endswith("status: ready\n---\n")
+    assert git("status", "--porcelain", cwd=root) == ""
+    assert "write-tree" in ran, ran
