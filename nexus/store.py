@@ -46,6 +46,13 @@ CACHE_VERSION = (6, taskfile.ROW_FIELDS)  # a new Task field invalidates old cac
 MAX_TASK_FILE_BYTES = 1024 * 1024
 
 
+# The tasks the last scan of each workspace built, with the cache entry each came from: in a
+# long-lived process (the daemon; a warm command's spare, which scans while it waits) the next
+# scan reuses the task of every file whose stat key is unchanged, and reads no cache file when
+# all are.  Keyed as the cache is, so never stale; replaced whole by each scan.
+_BUILT: dict[str, dict[str, tuple[Any, Task | None]]] = {}
+
+
 @dataclass
 class Scan:
     tasks: dict[str, Task] = field(default_factory=dict)
@@ -130,8 +137,9 @@ class Workspace:
     def scan(self) -> Scan:
         """Every task file under tasks/, parsed (from the cache when unchanged)."""
         cache_file = self.runtime / "cache.bin"
-        cache = _read_cache(cache_file)
+        built = _BUILT.get(str(self.root), {})
         fresh: dict[str, Any] = {}
+        now_built: dict[str, tuple[Any, Task | None]] = {}
         result = Scan()
         first_path: dict[str, str] = {}
         dirty = False
@@ -140,23 +148,31 @@ class Workspace:
             (path, path[prefix:], (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino))
             for path, st in _walk_md(str(self.tasks_dir))
         ]
-        misses = [(path, rel, key[2]) for path, rel, key in files
+        unbuilt = [f for f in files if (b := built.get(f[1])) is None or b[0][0] != f[2]]
+        read_cache = bool(unbuilt) or len(files) != len(built)
+        cache = _read_cache(cache_file) if read_cache else {}
+        misses = [(path, rel, key[2]) for path, rel, key in unbuilt
                   if (cached := cache.get(rel)) is None or cached[0] != key]  # fmt: skip
         parsed = _parse_many(misses)
         for _path, rel, key in files:
-            entry = cache.get(rel)
-            if entry is None or entry[0] != key:
-                entry = (key, *parsed[rel])
-                dirty = True
+            known = built.get(rel)
+            if known is not None and known[0][0] == key:
+                entry, task = known
+            else:
+                entry = cache.get(rel)
+                if entry is None or entry[0] != key:
+                    entry = (key, *parsed[rel])
+                    dirty = True
+                task = None if entry[2] is not None else taskfile.task_from_row(entry[1], rel)
             fresh[rel] = entry
-            _, row, error, warnings, encoded = entry
-            if error is not None:
+            now_built[rel] = (entry, task)
+            _, _row, error, warnings, encoded = entry
+            if task is None:
                 message, line, field_, fix = error
                 result.broken.append(
                     TaskFileError(message, path=rel, line=line, field=field_, fix=fix)
                 )
                 continue
-            task = taskfile.task_from_row(row, rel)
             if warnings:
                 result.warnings.extend(warnings)
             if task.id in first_path:
@@ -172,8 +188,9 @@ class Workspace:
             first_path[task.id] = rel
             result.tasks[task.id] = task
             result.encoded[task.id] = (task, encoded or _encode(task))
-        if dirty or len(fresh) != len(cache):
+        if dirty or (read_cache and len(fresh) != len(cache)):
             _write_cache(cache_file, fresh)
+        _BUILT[str(self.root)] = now_built
         result.digest = blake2b(
             repr([(k, v[0]) for k, v in fresh.items()]).encode(), digest_size=16
         ).hexdigest()

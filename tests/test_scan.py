@@ -38,6 +38,7 @@ def test_a_first_scan_in_worker_processes_reads_what_one_process_reads(
 
     def scan() -> store.Scan:
         (workspace / ".nexus" / "cache.bin").unlink(missing_ok=True)
+        store._BUILT.clear()  # nor the tasks this process built last time: a first scan
         return Workspace(workspace).scan()
 
     monkeypatch.setattr(store, "PARALLEL_PARSE_MIN", 10**9)
@@ -61,3 +62,35 @@ def test_a_first_scan_in_worker_processes_reads_what_one_process_reads(
         k: v[1] for k, v in serial.encoded.items()
     }
     assert parallel.digest == serial.digest
+
+
+def test_a_later_scan_in_the_same_process_reuses_unchanged_tasks_and_sees_every_change(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon and a warm command's spare scan again and again: a file whose stat key is
+    unchanged keeps its task (not even the cache file is read); an edited, added or deleted
+    file is seen at once."""
+    folder = workspace / "tasks" / "m"
+    folder.mkdir(parents=True)
+    for name in ("keep", "edit", "gone"):
+        (folder / f"{name}.md").write_text(f"---\nid: {name}\ntitle: {name}\n---\n")
+    first = Workspace(workspace).scan()
+    reads: list[Path] = []
+    real = store._read_cache
+    monkeypatch.setattr(store, "_read_cache", lambda path: reads.append(path) or real(path))
+    again = Workspace(workspace).scan()
+    assert reads == []
+    assert all(again.tasks[tid] is first.tasks[tid] for tid in ("keep", "edit", "gone"))
+    (folder / "edit.md").write_text("---\nid: edit\ntitle: edited since\n---\n")
+    (folder / "gone.md").unlink()
+    (folder / "new.md").write_text("---\nid: new\ntitle: new\n---\n")
+    (folder / "bad.md").write_text("---\nid: bad\ntitle: [unclosed\n---\n")
+    third = Workspace(workspace).scan()
+    assert third.tasks["edit"].title == "edited since"
+    assert "gone" not in third.tasks and third.tasks["new"].title == "new"
+    assert [e.path for e in third.broken] == ["tasks/m/bad.md"]
+    assert third.tasks["keep"] is first.tasks["keep"]
+    assert len(reads) == 1  # the cache file, for the files this process had not built
+    other_process = Workspace(workspace)
+    store._BUILT.clear()
+    assert other_process.scan().tasks == third.tasks  # the cache file agrees
