@@ -80,6 +80,31 @@ def test_commands_run_by_the_warm_server_print_and_commit_as_cold_ones(
     assert served.returncode == 0
 
 
+def test_a_spare_that_read_the_workspace_ahead_still_sees_what_changed_since(
+    watched: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    """A spare scans the workspace while it waits (warm._preload); what a person changes
+    after that (an edit, a new file, a deletion, a broken file) is what the command sees."""
+    ws, _ = watched
+    ids = [json.loads(run_nexus("add", f"T{i}", "--json", cwd=ws, env=WARM).stdout)
+           for i in range(3)]  # fmt: skip
+    time.sleep(4 * warm.PRELOAD_AFTER + 0.5)  # the next spare has read them
+    edited, gone, _kept = (ws / t["path"] for t in ids)
+    edited.write_text(edited.read_text().replace("title: T0", "title: Edited since"))
+    gone.unlink()
+    (ws / "tasks" / "z").mkdir(exist_ok=True)
+    (ws / "tasks" / "z" / "zhand001.md").write_text("---\nid: zhand001\ntitle: By hand\n---\n")
+    (ws / "tasks" / "z" / "zbroken1.md").write_text("---\nid: zbroken1\ntitle: [oops\n---\n")
+    served = run_nexus("list", "--json", cwd=ws, env=WARM)
+    cold = run_nexus("list", "--json", cwd=ws, env=COLD)
+    titles = {t["id"]: t["title"] for t in json.loads(served.stdout)}
+    assert titles[ids[0]["id"]] == "Edited since" and ids[1]["id"] not in titles
+    assert titles["zhand001"] == "By hand" and ids[2]["id"] in titles
+    assert served.stdout == cold.stdout
+    problems = run_nexus("validate", cwd=ws, env=WARM, check=False)
+    assert problems.returncode != 0 and "zbroken1.md" in problems.stdout + problems.stderr
+
+
 def test_doctor_says_whether_commands_are_served_warm(
     watched: tuple[Path, subprocess.Popen[str]], tmp_path: Path
 ) -> None:
