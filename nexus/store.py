@@ -44,6 +44,7 @@ OWNED = ("nexus.yaml", "tasks", "agents", "scratchpads", "plans", "prompts", ".g
 """Paths (relative to the workspace) that nexus commits; nothing else is ever swept in."""
 CACHE_VERSION = (6, taskfile.ROW_FIELDS)  # a new Task field invalidates old caches
 MAX_TASK_FILE_BYTES = 1024 * 1024
+FEW_CHANGED = 50  # fewer than 1 in 50 files changed since the last scan here: parse them
 
 
 # The tasks the last scan of each workspace built, with the cache entry each came from: in a
@@ -149,7 +150,9 @@ class Workspace:
             for path, st in _walk_md(str(self.tasks_dir))
         ]
         unbuilt = [f for f in files if (b := built.get(f[1])) is None or b[0][0] != f[2]]
-        read_cache = bool(unbuilt) or len(files) != len(built)
+        # A few files changed since this process last scanned: parsing them (~0.3 ms each)
+        # beats reading the whole cache file (~7 us a task: 70 ms at 10,000 tasks).
+        read_cache = len(unbuilt) * FEW_CHANGED > len(files)
         cache = _read_cache(cache_file) if read_cache else {}
         misses = [(path, rel, key[2]) for path, rel, key in unbuilt
                   if (cached := cache.get(rel)) is None or cached[0] != key]  # fmt: skip
