@@ -63,6 +63,7 @@ class Scan:
     # Each task's summary already encoded as JSON, kept in the cache beside its row: a
     # command that prints every task (`list --json`) then encodes nothing (see json_summaries).
     encoded: dict[str, tuple[Task, str]] = field(default_factory=dict)
+    keys: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # rel -> stat key
 
 
 class Workspace:
@@ -145,10 +146,7 @@ class Workspace:
         first_path: dict[str, str] = {}
         dirty = False
         prefix = len(str(self.root)) + 1
-        files = [
-            (path, path[prefix:], (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino))
-            for path, st in _walk_md(str(self.tasks_dir))
-        ]
+        files = [(path, path[prefix:], stat_key(st)) for path, st in _walk_md(str(self.tasks_dir))]
         unbuilt = [f for f in files if (b := built.get(f[1])) is None or b[0][0] != f[2]]
         # A few files changed since this process last scanned: parsing them (~0.3 ms each)
         # beats reading the whole cache file (~7 us a task: 70 ms at 10,000 tasks).
@@ -194,14 +192,23 @@ class Workspace:
         if dirty or (read_cache and len(fresh) != len(cache)):
             _write_cache(cache_file, fresh)
         _BUILT[str(self.root)] = now_built
-        result.digest = blake2b(
-            repr([(k, v[0]) for k, v in fresh.items()]).encode(), digest_size=16
-        ).hexdigest()
+        result.keys = {rel: entry[0] for rel, entry in fresh.items()}
+        result.digest = files_digest(result.keys)
         return result
 
-    def owned_stat_digest(self, git_dir: Path) -> str:
+    def owned_stat_digest(self, git_dir: Path, owned: Sequence[str] | None = None) -> str:
         """A digest of the stat of every file nexus owns outside tasks/ and of git's HEAD,
-        index and reflog: equal digests mean nothing there changed."""
+        index and reflog: equal digests mean nothing there changed.  `owned`: the first half
+        (`owned_stats`) as read earlier, with git's half read now."""
+        parts = list(self.owned_stats() if owned is None else owned)
+        for name in ("HEAD", "index", "logs/HEAD", "packed-refs"):
+            parts.append(f"{name}:{_stat_key(git_dir / name)}")
+        with contextlib.suppress(OSError):
+            parts.append((git_dir / "HEAD").read_text())
+        return blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+
+    def owned_stats(self) -> list[str]:
+        """The stat of every file nexus owns outside tasks/."""
         parts: list[str] = []
         for name in OWNED:
             if name == "tasks":
@@ -212,11 +219,7 @@ class Workspace:
             elif top.is_dir():
                 for path, st in _walk_all(str(top)):
                     parts.append(f"{path}:{st.st_mtime_ns},{st.st_ctime_ns},{st.st_size}")
-        for name in ("HEAD", "index", "logs/HEAD", "packed-refs"):
-            parts.append(f"{name}:{_stat_key(git_dir / name)}")
-        with contextlib.suppress(OSError):
-            parts.append((git_dir / "HEAD").read_text())
-        return blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+        return parts
 
     def read_text(self, path: Path) -> str:
         data = path.read_bytes()
@@ -404,6 +407,16 @@ def _read_owner(info: Path) -> str:
         return f"pid {data['pid']} on {data['host']} ({data['command']})"
     except (OSError, ValueError, KeyError):
         return "another process"
+
+
+def stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What says a task file is unchanged: the key of the cache, the scan and its digest."""
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+
+
+def files_digest(keys: Mapping[str, tuple[int, int, int, int]]) -> str:
+    """The digest of the task files' stat keys (equal digests: no task file changed)."""
+    return blake2b(repr(sorted(keys.items())).encode(), digest_size=16).hexdigest()
 
 
 def _walk_md(folder: str) -> list[tuple[str, os.stat_result]]:

@@ -17,7 +17,7 @@ from nexus import dag, journal, promote, taskfile
 from nexus.changes import Batch
 from nexus.errors import TaskFileError, ValidationError, WorkspaceError
 from nexus.gitrepo import Repo
-from nexus.store import MAX_TASK_FILE_BYTES, OWNED, Workspace, swap
+from nexus.store import MAX_TASK_FILE_BYTES, OWNED, Workspace, files_digest, stat_key, swap
 from nexus.task import Status, Task, Transition, can_transition, id_problem
 
 
@@ -117,12 +117,17 @@ class ServiceCore:
         self.repo = repo
         self._snap: Snapshot | None = None
         self.written: list[str] = []  # workspace-relative paths this service wrote (for the daemon)
+        self._scan_keys: dict[str, tuple[int, int, int, int]] = {}
+        # What the last sync found settled (committed and promoted): the task files' stat keys
+        # and the stat of nexus's other files.  None: it was not.
+        self._settled: tuple[dict[str, tuple[int, int, int, int]], list[str]] | None = None
 
     # -- reading -----------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
         """The workspace as it is on disk now."""
         scan = self.ws.scan()
+        self._scan_keys = scan.keys
         self._snap = Snapshot(
             scan.tasks,
             scan.broken,
@@ -171,13 +176,15 @@ class ServiceCore:
     def _sync_locked(self) -> tuple[SyncReport, Snapshot]:
         report = SyncReport()
         snap = self.snapshot()
-        settled_file = self.ws.runtime / "settled"
-        fingerprint = snap.digest + self.ws.owned_stat_digest(self.repo.git_dir)
+        owned = self.ws.owned_stats()
+        fingerprint = snap.digest + self.ws.owned_stat_digest(self.repo.git_dir, owned)
         intent = (self.ws.runtime / "intent.json").exists()
-        if not intent and _read(settled_file) == fingerprint:
+        self._settled = None
+        if not intent and _read(self._settled_file) == fingerprint:
             # Nothing changed since a sync found the workspace committed and fully promoted:
             # only time can have moved something (a failed task's retry backoff running out).
             seeds = [t.id for t in snap.tasks.values() if t.status is Status.FAILED]
+            self._settled = (self._scan_keys, owned)
             return report, self._promote_and_commit(snap, report, seeds)
         self._repair(report)
         self._commit_person_edits(report)
@@ -185,8 +192,36 @@ class ServiceCore:
             snap = self.snapshot()
         snap = self._promote_and_commit(snap, report, None)
         if not (report.repaired or report.person_edits or report.transitions):
-            settled_file.write_text(fingerprint)
+            self._settled_file.write_text(fingerprint)
+            self._settled = (self._scan_keys, owned)
         return report, snap
+
+    @property
+    def _settled_file(self) -> Path:
+        return self.ws.runtime / "settled"
+
+    def _settle_after(self, batch: Batch) -> None:
+        """After a change to a settled workspace: record it settled again, so the next command
+        skips `git status` and the promotion pass.  The task files keep the stat keys the sync
+        saw, but for the ones this change wrote, taken now and only where each holds exactly
+        what was committed (a person's save since then changes a key, or the text, and is then
+        seen by the next sync); nexus's other files keep the stats the sync saw."""
+        if self._settled is None or batch.extra_paths:
+            return
+        keys, owned = self._settled
+        keys = dict(keys)
+        for rel, text in batch.texts.items():
+            path = self.ws.root / rel
+            try:
+                before = stat_key(path.stat())
+                same = path.read_bytes() == text.encode("utf-8")
+                if not same or stat_key(path.stat()) != before:
+                    return
+            except OSError:
+                return
+            keys[rel] = before
+        fingerprint = files_digest(keys) + self.ws.owned_stat_digest(self.repo.git_dir, owned)
+        self._settled_file.write_text(fingerprint)
 
     def _promote_and_commit(
         self, snap: Snapshot, report: SyncReport, seeds: Sequence[str] | None
@@ -228,6 +263,8 @@ class ServiceCore:
             _check_graph(batch)
             batch.promote(self.policy())
             self._commit(batch, summary, facts, actor, extra_paths=batch.extra_paths)
+            if snapshot is None:  # synced here: self._settled says how the sync found it
+                self._settle_after(batch)
             self._snap = Snapshot(
                 batch.tasks, snap.broken, snap.warnings, encoded=snap.encoded, graph=batch.graph
             )
