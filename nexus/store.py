@@ -50,8 +50,17 @@ FEW_CHANGED = 50  # fewer than 1 in 50 files changed since the last scan here: p
 # The tasks the last scan of each workspace built, with the cache entry each came from: in a
 # long-lived process (the daemon; a warm command's spare, which scans while it waits) the next
 # scan reuses the task of every file whose stat key is unchanged, and reads no cache file when
-# all are.  Keyed as the cache is, so never stale; replaced whole by each scan.
+# all are.  Keyed as the cache is, so never stale; replaced whole by each scan.  Only kept
+# where `keep_scans()` was called: a one-shot command would pay for it at exit (~30 ms at
+# 10,000 tasks, the interpreter's teardown of what the memo holds) and never use it.
 _BUILT: dict[str, dict[str, tuple[Any, Task | None]]] = {}
+_keep = False
+
+
+def keep_scans() -> None:
+    """Keep what each scan built for the next one, from now on (long-lived processes)."""
+    global _keep
+    _keep = True
 
 
 @dataclass
@@ -166,7 +175,8 @@ class Workspace:
                     dirty = True
                 task = None if entry[2] is not None else taskfile.task_from_row(entry[1], rel)
             fresh[rel] = entry
-            now_built[rel] = (entry, task)
+            if _keep:
+                now_built[rel] = (entry, task)
             _, _row, error, warnings, encoded = entry
             if task is None:
                 message, line, field_, fix = error
@@ -191,7 +201,8 @@ class Workspace:
             result.encoded[task.id] = (task, encoded or _encode(task))
         if dirty or (read_cache and len(fresh) != len(cache)):
             _write_cache(cache_file, fresh)
-        _BUILT[str(self.root)] = now_built
+        if _keep:
+            _BUILT[str(self.root)] = now_built
         result.keys = {rel: entry[0] for rel, entry in fresh.items()}
         result.digest = files_digest(result.keys)
         return result

@@ -519,9 +519,10 @@ def _warm_up() -> None:
     import importlib
     import pkgutil
 
-    from nexus import gitrepo, taskfile
+    from nexus import gitrepo, store, taskfile
 
     gitrepo.commit_in_process()  # pygit2 is imported here once, for every child
+    store.keep_scans()  # what a spare's read-ahead built is there for its command
     for module in pkgutil.walk_packages(nexus.__path__, "nexus."):
         if not module.name.startswith(_COLD):
             importlib.import_module(module.name)

@@ -70,6 +70,7 @@ def test_a_later_scan_in_the_same_process_reuses_unchanged_tasks_and_sees_every_
     """The daemon and a warm command's spare scan again and again: a file whose stat key is
     unchanged keeps its task (not even the cache file is read); an edited, added or deleted
     file is seen at once."""
+    monkeypatch.setattr(store, "_keep", True)  # as in `nexus watch` and the warm server
     folder = workspace / "tasks" / "m"
     folder.mkdir(parents=True)
     for name in ("keep", "edit", "gone"):
@@ -102,6 +103,7 @@ def test_a_few_files_changed_since_the_last_scan_are_parsed_without_reading_the_
     """At 10,000 tasks the cache file takes ~70 ms to read: a long-lived process that last
     scanned a moment ago parses the one file that changed instead, and still leaves a cache
     file that a new process can use whole."""
+    monkeypatch.setattr(store, "_keep", True)
     folder = workspace / "tasks" / "f"
     folder.mkdir(parents=True)
     for i in range(store.FEW_CHANGED * 2):
@@ -122,3 +124,12 @@ def test_a_few_files_changed_since_the_last_scan_are_parsed_without_reading_the_
     cold = Workspace(workspace).scan()
     assert parsed == [] and len(reads) == 1
     assert cold.tasks == warm.tasks
+
+
+def test_a_one_shot_command_keeps_nothing_for_a_next_scan(workspace: Path) -> None:
+    """Keeping the built tasks costs a one-shot process ~30 ms at exit at 10,000 tasks (the
+    interpreter's teardown of them): only `nexus watch` and the warm server keep them."""
+    assert store._keep is False
+    (workspace / "tasks" / "one.md").write_text("---\nid: one\ntitle: One\n---\n")
+    assert "one" in Workspace(workspace).scan().tasks
+    assert str(Workspace(workspace).root) not in store._BUILT

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from nexus import gitrepo, promote, warm
+from nexus import gitrepo, promote, store, warm
 from nexus.daemon.recovery import Recovery
 from nexus.errors import NexusError, WorkspaceError
 from nexus.store import try_lock
@@ -38,7 +38,10 @@ class Daemon(Recovery):
             json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
         )
         previous = self._install_signals()
-        gitrepo.commit_in_process()  # a process that stays up: pygit2's import pays for itself
+        # A process that stays up: pygit2's import pays for itself, and so does keeping what
+        # each scan built for the next.
+        gitrepo.commit_in_process()
+        store.keep_scans()
         self.bus.emit("daemon", state="started", workers=self.workers, pid=os.getpid())
         # A daemon that stays up also serves `nexus` commands from a warm process (nexus/warm.py).
         server = (
