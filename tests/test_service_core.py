@@ -231,3 +231,46 @@ def test_a_change_leaves_the_workspace_settled_but_never_over_a_save_made_meanwh
     assert report.person_edits == [c_path]
     assert asked  # it had to look
     assert b.id in Service(Workspace(workspace)).snapshot().tasks
+
+
+def test_a_stale_save_staged_in_place_of_nexus_s_change_is_put_back_and_committed(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the editor stress test (a run ended `complete` in the journal but
+    `in_progress` in the file, for good): an editor's save from a buffer loaded before nexus
+    wrote the file landed between nexus's rename and git staging the file, so nexus's commit
+    held the person's text instead of its change, and no later sync could tell.  The change
+    is now put back on top of that save and committed."""
+    from nexus.gitrepo import Repo
+
+    svc = Service(Workspace(workspace))
+    a = svc.add("A")
+    svc.sync()
+    path = workspace / a.path
+    stale = path.read_text()  # the editor loaded the file before nexus's change
+    real_commit = Repo.commit_paths
+    calls: list[str] = []
+
+    def save_before_staging(self: Repo, paths: Any, message: str, **kw: Any) -> Any:
+        calls.append(message.splitlines()[0])
+        if len(calls) == 1:  # the change's own commit: the stale save lands first
+            path.write_text(stale + "\nthe person's line\n")
+        return real_commit(self, paths, message, **kw)
+
+    monkeypatch.setattr(Repo, "commit_paths", save_before_staging)
+    svc = Service(Workspace(workspace))
+    complete(svc, a.id)
+    monkeypatch.setattr(Repo, "commit_paths", real_commit)
+    assert len(calls) == 2 and "put back" in calls[1]
+    for text in (path.read_text(), git_show(workspace, f"HEAD:{a.path}")):
+        assert "status: complete" in text and "the person's line" in text, text
+    report = Service(Workspace(workspace)).sync()
+    assert not report.person_edits and not report.commits  # all of it is committed
+
+
+def git_show(ws: Path, spec: str) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "show", spec], cwd=ws, capture_output=True, text=True, check=True
+    ).stdout

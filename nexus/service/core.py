@@ -8,6 +8,7 @@ import functools
 import json
 import marshal
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
@@ -334,7 +335,69 @@ class ServiceCore:
             paths, message, private_index=self.ws.runtime / "git-index", author=author
         )
         intent.unlink(missing_ok=True)
-        return commit
+        return self._put_back(batch, change, commit, author)
+
+    def _put_back(
+        self,
+        batch: Batch,
+        change: journal.Change,
+        commit: str | None,
+        author: tuple[str, str] | None,
+    ) -> str | None:
+        """A save from an editor's stale buffer that landed between nexus writing a file and
+        git staging it went into the commit instead of nexus's change: the commit says what the
+        change did, the file it holds does not, and no later sync could tell (it restores a
+        stale save only from a commit that holds nexus's change; `_restore_lost`).  Put the
+        change back on top of that save and commit it, so that HEAD holds both."""
+        last = commit
+        for _ in range(SAVE_MERGES):
+            lost = self._lost_in(batch, last) if last else {}
+            if not lost:
+                break
+            self._merge_clobbered(batch, lost)
+            again = journal.Change(
+                f"{change.summary} (put back over a save made meanwhile)",
+                change.actor,
+                details=[f"puts this change back over a person's save of {rel}" for rel in lost],
+            )
+            self.written.extend(lost)
+            last = (
+                self.repo.commit_paths(
+                    [self.repo.rel(self.ws.root / rel) for rel in lost],
+                    journal.message(again),
+                    private_index=self.ws.runtime / "git-index",
+                    author=author,
+                )
+                or last
+            )
+        return last
+
+    def _lost_in(self, batch: Batch, commit: str) -> dict[str, str]:
+        """The files this change wrote whose text in `commit` is not the change's, with the
+        person's save now on disk.  One `git cat-file`, and only when a file on disk is no
+        longer what the change wrote (a person saved since)."""
+        saved: dict[str, str] = {}
+        for rel, text in batch.texts.items():
+            if batch.read.get(rel) == text:
+                continue  # not written by this change
+            for _ in range(20):  # an editor writing in place: read it once it is written
+                try:
+                    now: str | None = self.ws.read_text(self.ws.root / rel)
+                except (OSError, TaskFileError):
+                    now = None
+                if now is not None and (now == text or _parsed(now, rel) is not None):
+                    break
+                time.sleep(0.005)
+            if now is not None and now != text:
+                saved[rel] = now
+        if not saved:
+            return {}
+        committed = self.repo.show_many(commit, [self.repo.rel(self.ws.root / r) for r in saved])
+        return {
+            rel: now
+            for rel, now in saved.items()
+            if committed.get(self.repo.rel(self.ws.root / rel)) != batch.texts[rel].encode()
+        }
 
     def _swap_in(
         self, expected: Mapping[str, str], clobbered: dict[str, str], tmp: Path, path: Path
