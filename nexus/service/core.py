@@ -212,15 +212,10 @@ class ServiceCore:
         keys, owned = self._settled
         keys = dict(keys)
         for rel, text in batch.texts.items():
-            path = self.ws.root / rel
-            try:
-                before = stat_key(path.stat())
-                same = path.read_bytes() == text.encode("utf-8")
-                if not same or stat_key(path.stat()) != before:
-                    return
-            except OSError:
+            now, key = self._read_back(rel)
+            if now != text or key is None:
                 return
-            keys[rel] = before
+            keys[rel] = key
         fingerprint = files_digest(keys) + self.ws.owned_stat_digest(self.repo.git_dir, owned)
         self._settled_file.write_text(fingerprint)
 
@@ -381,10 +376,7 @@ class ServiceCore:
             if batch.read.get(rel) == text:
                 continue  # not written by this change
             for _ in range(20):  # an editor writing in place: read it once it is written
-                try:
-                    now: str | None = self.ws.read_text(self.ws.root / rel)
-                except (OSError, TaskFileError):
-                    now = None
+                now, _key = self._read_back(rel)
                 if now is not None and (now == text or _parsed(now, rel) is not None):
                     break
                 time.sleep(0.005)
@@ -398,6 +390,17 @@ class ServiceCore:
             for rel, now in saved.items()
             if committed.get(self.repo.rel(self.ws.root / rel)) != batch.texts[rel].encode()
         }
+
+    def _read_back(self, rel: str) -> tuple[str | None, tuple[int, int, int, int] | None]:
+        """A file this service wrote, as it is now: its text (None: it does not read) and its
+        stat key (None unless the file held still while it was read)."""
+        path = self.ws.root / rel
+        try:
+            before = stat_key(path.stat())
+            text = self.ws.read_text(path)
+            return text, before if stat_key(path.stat()) == before else None
+        except (OSError, TaskFileError):
+            return None, None
 
     def _swap_in(
         self, expected: Mapping[str, str], clobbered: dict[str, str], tmp: Path, path: Path
