@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import git, run_nexus
+from tests.conftest import git, run_nexus, start_daemon
 
 # An agent that records when it really ran: start and end times, then sleeps a little.
 LEDGER_AGENT = """
@@ -348,9 +348,7 @@ def test_a_burst_of_signals_stops_the_daemon_instead_of_hanging_it(workspace: Pa
     now only set a flag and wake the loop, which does the stopping."""
     write_task(workspace, "long", steps=[{"sleep": 60}])
     for attempt in range(3):
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "nexus", "watch", "-q", "--grace", "0.3"], cwd=workspace
-        )
+        daemon = start_daemon(workspace, "-q", "--grace", "0.3")
         _wait_for(lambda: tasks(workspace)["long"]["status"] == "in_progress")
         for _ in range(200):  # some land while the first one's events are being written
             daemon.send_signal(signal.SIGTERM if attempt % 2 else signal.SIGINT)
@@ -435,13 +433,7 @@ def test_a_result_for_a_task_file_that_does_not_read_just_then_is_kept_not_dropp
     was recorded as "task no longer exists" and dropped, leaving the task in_progress with
     nothing running."""
     path = write_task(workspace, "half", steps=[{"sleep": 1.5}, {"result": "kept for later"}])
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "nexus", "watch", "-q"],
-        cwd=workspace,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = start_daemon(workspace, "-q")
     events = workspace / ".nexus" / "events.jsonl"
     try:
         _wait_for(lambda: tasks(workspace)["half"]["status"] == "in_progress")
