@@ -390,3 +390,53 @@ def test_no_server_in_a_temp_folder_others_can_enter(
     finally:
         folder.chmod(0o700)
         stop_daemon(daemon, check=False)
+
+
+def test_nexus_watch_and_its_served_commands_build_commits_in_process(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """What the README says: the daemon and the commands it serves commit through libgit2,
+    leaving git only the staging and the person's index; a cold command uses git's
+    plumbing.  A `git` on PATH records every subcommand it is asked for."""
+    import shutil
+
+    log = tmp_path / "git.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "git"
+    fake.write_text(f'#!/bin/sh\necho "$1" >> {log}\nexec {shutil.which("git")} "$@"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    run_nexus("add", "Cold", cwd=workspace, env={**env, **COLD})
+    assert "commit-tree" in log.read_text()  # cold: the plumbing commands
+    log.write_text("")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "nexus", "watch", "-q"],
+        cwd=workspace,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_server(workspace)
+        added = json.loads(run_nexus("add", "Served", "--json", cwd=workspace,
+                                     env={**env, **WARM}).stdout)  # fmt: skip
+        run_nexus("complete", added["id"], cwd=workspace, env={**env, **WARM})
+        # and the daemon's own commits: a person's new task file, committed and promoted
+        (workspace / "tasks" / "h").mkdir(exist_ok=True)
+        (workspace / "tasks" / "h" / "hand0001.md").write_text(
+            "---\nid: hand0001\ntitle: By hand\n---\n"
+        )
+        deadline = time.monotonic() + 30
+        while "nexus: promote hand0001" not in git("log", "-3", "--format=%s", cwd=workspace):
+            assert time.monotonic() < deadline, git("log", "-5", "--format=%s", cwd=workspace)
+            time.sleep(0.05)
+    finally:
+        stop_daemon(daemon, check=False)
+    subjects = git("log", "-4", "--format=%s", cwd=workspace)
+    assert f"nexus: complete {added['id']}" in subjects and "nexus: add" in subjects
+    assert "edited by a person" in subjects
+    ran = log.read_text().split()
+    assert "update-index" in ran
+    assert not {"write-tree", "commit-tree", "update-ref"} & set(ran), ran
